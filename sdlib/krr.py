@@ -1,0 +1,347 @@
+"""Self-distillation of kernel ridge regression in closed form (Sections 3-4 of the paper).
+
+One factorisation serves every step. With ``R = (K + lam I)^-1`` and the targets of step ``tau``
+
+    t^(1) = y,    t^(tau) = alpha^(tau) y + (1 - alpha^(tau)) y^(tau-1)            (eqs. 3-5)
+
+the dual coefficients are ``c^(tau) = R t^(tau)`` and the training predictions are
+``y^(tau) = K c^(tau) = t^(tau) - lam c^(tau)``: a step needs one pair of triangular solves with the
+Cholesky factor of ``K + lam I`` and nothing else of size ``n^2``. Predictions at query points are
+one matrix product ``kappa(Xq, X) [c^(1) ... c^(tau)]`` at the end. Spectral quantities
+(``B^(tau)``, many ``lam`` at once) use the eigendecomposition of ``K``, computed on demand and
+cached, with ``(D + lam I)^-1`` forms only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from sdlib import theory
+from sdlib.kernels import KernelSpec, check_kernel, kernel_matrix
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    _validate_data = None
+
+__all__ = ["KernelSelfDistillation"]
+
+FloatArray = NDArray[np.float64]
+
+
+def _check_lam(lam: Any, name: str = "lam") -> float:
+    try:
+        lam_f = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}") from None
+    if not np.isfinite(lam_f) or lam_f <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}")
+    return lam_f
+
+
+class KernelSelfDistillation(RegressorMixin, BaseEstimator):
+    """Kernel ridge regression self-distilled for ``steps`` steps with weights ``alpha``.
+
+    Step 1 is kernel ridge regression on ``y``; step ``tau >= 2`` refits on
+    ``alpha^(tau) y + (1 - alpha^(tau)) y^(tau-1)`` (problem (1), minimiser (2), recursion (3)-(5)).
+
+    Parameters
+    ----------
+    kernel : str or callable, default="rbf"
+        Kernel name as in :func:`sklearn.metrics.pairwise.pairwise_kernels` (``"rbf"`` is
+        ``exp(-gamma ||x - x'||^2)``), ``"precomputed"``, or a callable.
+    gamma, degree, coef0 : float
+        Kernel parameters with scikit-learn's meaning; ``gamma=None`` is ``1 / n_features``.
+    kernel_params : dict, optional
+        Extra keyword arguments for a callable kernel.
+    lam : float, default=1.0
+        The paper's ridge penalty lambda > 0. Note: scikit-learn's ``KernelRidge`` calls this
+        ``alpha``; here ``alpha`` is the paper's weight of the ground-truth targets.
+    steps : int, default=1
+        Number of steps ``tau`` used by :meth:`predict` (1 = plain kernel ridge regression).
+    alpha : float or sequence of float, default=0.0
+        The paper's weight ``alpha^(2..steps)`` of the ground-truth targets: one value for every
+        step, or ``steps - 1`` values. Any real number is allowed (Theorem 4.4).
+
+    Attributes
+    ----------
+    X_fit_ : ndarray (n, d)
+        Training inputs.
+    dual_coef_ : ndarray (n,) or (n, p)
+        ``c^(steps) = (K + lam I)^-1 t^(steps)``, so that ``predict(Xq) = kappa(Xq, X) dual_coef_``.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        kernel: KernelSpec = "rbf",
+        *,
+        gamma: float | None = None,
+        degree: float = 3,
+        coef0: float = 1,
+        kernel_params: dict[str, Any] | None = None,
+        lam: float = 1.0,
+        steps: int = 1,
+        alpha: float | ArrayLike = 0.0,
+    ) -> None:
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.kernel_params = kernel_params
+        self.lam = lam
+        self.steps = steps
+        self.alpha = alpha
+
+    # ------------------------------------------------------------------ scikit-learn plumbing
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = self.kernel == "precomputed"
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _kernel(self, X: FloatArray, Y: FloatArray | None = None) -> FloatArray:
+        return kernel_matrix(
+            X,
+            Y,
+            self.kernel,
+            gamma=self.gamma,
+            degree=self.degree,
+            coef0=self.coef0,
+            kernel_params=self.kernel_params,
+        )
+
+    def _validate_X(self, X: ArrayLike, reset: bool) -> FloatArray:
+        if _validate_data is not None:
+            return _validate_data(self, X, reset=reset, dtype=np.float64)
+        return self._validate_data(X, reset=reset, dtype=np.float64)  # pragma: no cover
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: ArrayLike, y: ArrayLike) -> KernelSelfDistillation:
+        """Factorise ``K + lam I`` once and compute ``c^(steps)`` for :meth:`predict`.
+
+        The first fit is eq. (2) with ``y_1 = y_2 = y``; later steps follow eqs. (3)-(5).
+        """
+        check_kernel(self.kernel)
+        lam = _check_lam(self.lam)
+        if _validate_data is not None:
+            X, y = _validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        else:  # pragma: no cover
+            X, y = self._validate_data(X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        alphas = theory.alpha_sequence(self.alpha, self.steps)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        self.X_fit_ = X
+        self.y_fit_ = y.reshape(y.shape[0], -1)
+        K = self._kernel(X)
+        K.flat[:: K.shape[0] + 1] += lam
+        # Cholesky in place: the factor replaces K, so the fit holds one n x n array.
+        try:
+            self._cho = linalg.cho_factor(K, lower=True, overwrite_a=True, check_finite=False)
+        except linalg.LinAlgError as err:
+            raise ValueError(
+                f"K + lam I is not positive definite (lam={self.lam!r}); the kernel "
+                f"{self.kernel!r} may be indefinite"
+            ) from err
+        self._lam = lam
+        self._eig: tuple[FloatArray, FloatArray] | None = None
+        C, _ = self._dual_path(alphas)
+        self.dual_coef_ = self._shape_out(C[-1])
+        return self
+
+    def _solve(self, T: FloatArray) -> FloatArray:
+        return linalg.cho_solve(self._cho, T, check_finite=False)
+
+    def _shape_out(self, A: FloatArray) -> FloatArray:
+        # (..., n, 1) -> (..., n) for a 1-d target, as scikit-learn estimators return.
+        return A[..., 0] if self._y_1d else A
+
+    def _dual_path(self, alphas: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Dual coefficients ``c^(tau)`` and training predictions ``y^(tau)``, ``tau = 1..steps``.
+
+        Eq. (5) step by step, with ``y^(tau) = t^(tau) - lam c^(tau)`` (eq. 9:
+        ``K (K + lam I)^-1 = I - lam (K + lam I)^-1``) instead of a product with ``K``.
+        """
+        y = self.y_fit_
+        steps = alphas.shape[0] + 1
+        C = np.empty((steps,) + y.shape)
+        Y = np.empty((steps,) + y.shape)
+        t = y
+        for tau in range(steps):
+            if tau:
+                a = alphas[tau - 1]
+                t = a * y + (1.0 - a) * Y[tau - 1]
+            C[tau] = self._solve(t)
+            np.subtract(t, self._lam * C[tau], out=Y[tau])
+        return C, Y
+
+    # ------------------------------------------------------------------ public API
+    def _steps_alphas(self, steps: int | None, alpha: Any) -> FloatArray:
+        steps = self.steps if steps is None else steps
+        alpha = self.alpha if alpha is None else alpha
+        return theory.alpha_sequence(alpha, steps)
+
+    def _check_query(self, Xq: ArrayLike, name: str = "Xq") -> FloatArray:
+        check_is_fitted(self)
+        Xq = check_array(Xq, dtype=np.float64, input_name=name)
+        if self.kernel != "precomputed" and Xq.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {Xq.shape[1]} features, but the model was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return Xq
+
+    def predict(self, X: ArrayLike) -> FloatArray:
+        """``f(x, beta^(steps))`` (eq. 5) with the estimator's own ``steps`` and ``alpha``."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._kernel(X, self.X_fit_) @ self.dual_coef_
+
+    def path(self, Xq: ArrayLike, steps: int | None = None, alpha: Any = None) -> FloatArray:
+        """``f(Xq, beta^(tau))`` for ``tau = 1..steps`` (eqs. 5 and 7), shape ``(steps, m[, p])``.
+
+        ``alpha`` is one weight for every step or the ``steps - 1`` weights ``alpha^(2..steps)``;
+        defaults are the estimator's ``steps`` and ``alpha``.
+        """
+        Xq = self._check_query(Xq)
+        C, _ = self._dual_path(self._steps_alphas(steps, alpha))
+        return self._shape_out(self._predict_duals(Xq, C))
+
+    def _predict_duals(self, Xq: FloatArray, C: FloatArray) -> FloatArray:
+        # One GEMM for every step: (m, n) @ (n, steps*p).
+        steps, n, p = C.shape
+        F = self._kernel(Xq, self.X_fit_) @ C.transpose(1, 0, 2).reshape(n, steps * p)
+        return F.reshape(-1, steps, p).transpose(1, 0, 2)
+
+    def train_path(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
+        """Training-set predictions ``y^(tau)`` of eq. (6), ``tau = 1..steps``: ``(steps, n[, p])``."""
+        check_is_fitted(self)
+        _, Y = self._dual_path(self._steps_alphas(steps, alpha))
+        return self._shape_out(Y)
+
+    def limit(self, Xq: ArrayLike, alpha: float | None = None) -> FloatArray:
+        """``f(x, beta^(inf))`` of Theorem 4.5 for a fixed ``alpha`` in ``[0, 1]``, shape ``(m[, p])``.
+
+        The fixed point of eqs. (3)-(5) has dual coefficients ``(K + lam/alpha I)^-1 y``, i.e. the
+        limit is kernel ridge regression with ``lam / alpha`` (eq. 17) at every ``x``; this equals
+        the theorem's ``alpha f(x, beta^(1)) + (1 - alpha) f(x, gamma^(inf))``. ``alpha = 0`` gives
+        the zero function.
+        """
+        Xq = self._check_query(Xq)
+        alpha = float(self.alpha if alpha is None else alpha)
+        if not np.isfinite(alpha) or not 0 <= alpha <= 1:
+            raise ValueError(f"Theorem 4.5 needs alpha in [0, 1], got alpha={alpha!r}")
+        if alpha == 0:
+            return self._shape_out(np.zeros((Xq.shape[0], self.y_fit_.shape[1])))
+        d, V = self._eigh()
+        lam_inf = theory.limit_lam(self._lam, alpha)
+        coef = V @ ((V.T @ self.y_fit_) / (d + lam_inf)[:, None])
+        return self._shape_out(self._kernel(Xq, self.X_fit_) @ coef)
+
+    def _eigh(self) -> tuple[FloatArray, FloatArray]:
+        """Eigendecomposition of ``K`` (eigenvalues ascending, tiny negatives clipped to 0)."""
+        check_is_fitted(self)
+        if self._eig is None:
+            d, V = linalg.eigh(self._kernel(self.X_fit_), overwrite_a=True, check_finite=False)
+            self._eig = (np.clip(d, 0.0, None), V)
+        return self._eig
+
+    @property
+    def eigenvalues_(self) -> FloatArray:
+        """Eigenvalues ``d_1 <= ... <= d_n`` of ``K`` (Section 4.2), computed on first use."""
+        return self._eigh()[0]
+
+    def B_diag(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
+        """Diagonals of ``B^(1..steps)`` (eqs. 11-12), eigenvalues ascending: ``(steps, n)``."""
+        alphas = self._steps_alphas(steps, alpha)
+        return theory.B_diag_path(self.eigenvalues_, self._lam, alphas)
+
+    def optimal_alphas(
+        self,
+        X_val: ArrayLike,
+        y_val: ArrayLike,
+        steps: int | None = None,
+        clip: bool = False,
+    ) -> FloatArray:
+        """Step-wise optimal weights ``alpha*(2..steps)`` by Algorithm 1 and eq. (16): ``(steps-1,)``.
+
+        Greedy, as in the paper: ``alpha*(tau)`` minimises the validation error of step ``tau``
+        given the earlier ``alpha*``. With ``clip=True`` each is clipped to ``[0, 1]`` before the
+        next step uses it (footnotes 9 and 11). Multi-output targets use the Frobenius norm.
+        A zero denominator in eq. (16) gives ``alpha* = 1`` with a warning (see
+        :func:`sdlib.theory.alpha_star`).
+        """
+        X_val = self._check_query(X_val, "X_val")
+        y_val = check_array(
+            y_val, dtype=np.float64, ensure_2d=False, input_name="y_val"
+        ).reshape(X_val.shape[0] if np.ndim(y_val) else -1, -1)
+        if y_val.shape != (X_val.shape[0], self.y_fit_.shape[1]):
+            raise ValueError(
+                f"y_val must have shape ({X_val.shape[0]}, {self.y_fit_.shape[1]}) to match X_val "
+                f"and the training targets, got {np.shape(y_val)}"
+            )
+        steps = self.steps if steps is None else steps
+        theory.alpha_sequence(0.0, steps)  # validates steps
+        K_val = self._kernel(X_val, self.X_fit_)
+        y = self.y_fit_
+        c1 = self._solve(y)
+        y1 = y - self._lam * c1
+        val1 = K_val @ c1
+        y_prev = y1
+        out = np.empty(steps - 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", theory.DegenerateAlphaWarning)
+            for tau in range(2, steps + 1):
+                c0 = self._solve(y_prev)
+                y0 = y_prev - self._lam * c0
+                a = theory.alpha_star(y_val, val1, K_val @ c0)
+                if clip:
+                    a = float(np.clip(a, 0.0, 1.0))
+                out[tau - 2] = a
+                y_prev = a * y1 + (1.0 - a) * y0  # eq. (7) on the training set
+        return out
+
+    def grid(
+        self,
+        Xq: ArrayLike,
+        lams: ArrayLike,
+        alphas: ArrayLike,
+        steps: int,
+    ) -> FloatArray:
+        """``f(Xq, beta^(tau))`` for every ``lam`` in ``lams``, fixed ``alpha`` in ``alphas`` and
+        ``tau = 1..steps`` from one eigendecomposition of ``K``: shape
+        ``(len(lams), len(alphas), steps, m[, p])``.
+
+        Eq. (13): ``f(x, beta^(tau)) = kappa(x, X) V (D + lam I)^-1 T^(tau) V^T y`` with the
+        diagonal targets ``T^(1) = I`` and ``T^(tau) = alpha I + (1 - alpha) B^(tau-1)``.
+        """
+        Xq = self._check_query(Xq)
+        lams = np.atleast_1d(np.asarray(lams, dtype=float))
+        alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+        for lam in lams:
+            _check_lam(lam, "lams")
+        if not np.all(np.isfinite(alphas)):
+            raise ValueError(f"alphas must be finite, got alphas={alphas.tolist()!r}")
+        theory.alpha_sequence(0.0, steps)
+        d, V = self._eigh()
+        P = self._kernel(Xq, self.X_fit_) @ V  # (m, n)
+        z = V.T @ self.y_fit_  # (n, p)
+        W = np.empty((lams.size, alphas.size, steps, d.size))
+        for i, lam in enumerate(lams):
+            inv = 1.0 / (d + lam)
+            for j, alpha in enumerate(alphas):
+                B = theory.B_diag_path(d, lam, np.full(steps - 1, alpha))
+                W[i, j, 0] = inv
+                W[i, j, 1:] = inv * (alpha + (1.0 - alpha) * B[:-1])
+        # (L, A, S, n, 1) * (n, p) -> coefficients in the eigenbasis, then one GEMM with P.
+        coef = W[..., None] * z  # (L, A, S, n, p)
+        coef = np.moveaxis(coef, 3, 0).reshape(d.size, -1)
+        F = (P @ coef).reshape(Xq.shape[0], lams.size, alphas.size, steps, -1)
+        return self._shape_out(np.moveaxis(F, 0, 3))

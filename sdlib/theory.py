@@ -1,0 +1,226 @@
+"""The paper's formulas as pure functions of the spectrum ``d``, ``lam`` and the weights ``alpha``.
+
+Notation follows Borup & Andersen (2021), Section 4:
+
+* ``d`` holds the eigenvalues of the kernel matrix ``K = V D V^T`` (ascending, as in Section 4.5);
+* ``A = D (D + lam I)^-1`` (eq. 11) is stored as its diagonal ``a = d / (d + lam)``;
+* ``alphas`` is the sequence ``alpha^(2), ..., alpha^(tau)`` (step 1 is plain kernel ridge
+  regression and has no weight), so it has ``tau - 1`` entries;
+* ``eta(i, tau) = prod_{j=i}^{tau} (1 - alpha^(j))`` (the extraction of the paper misprints the
+  index of the product; see ``NOTES.md``), with the empty product equal to one.
+
+Every function here is a direct transcription of one equation; the engine (:mod:`sdlib.krr`) uses
+the recursion (eq. 12) and these functions are the yardstick the notebooks check it against.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "DegenerateAlphaWarning",
+    "alpha_sequence",
+    "eta",
+    "A_diag",
+    "B_diag_sum",
+    "B_diag_path",
+    "B_diag_limit",
+    "ratio_eq14",
+    "sign_rule_eq15",
+    "alpha_star",
+    "limit_lam",
+    "convergence_rate",
+    "path_coefficients",
+]
+
+FloatArray = NDArray[np.float64]
+
+
+class DegenerateAlphaWarning(RuntimeWarning):
+    """Eq. (16) has a zero denominator: every alpha gives the same validation predictions."""
+
+
+def _check_lam(lam: float) -> float:
+    lam_f = float(lam)
+    if not np.isfinite(lam_f) or lam_f <= 0:
+        raise ValueError(f"lam must be a finite number > 0, got lam={lam!r}")
+    return lam_f
+
+
+def alpha_sequence(alpha: float | ArrayLike | None, steps: int) -> FloatArray:
+    """Normalise ``alpha`` to the array ``(alpha^(2), ..., alpha^(steps))`` of length ``steps - 1``.
+
+    A scalar is repeated (the paper's "fixed alpha" case); a sequence must have exactly
+    ``steps - 1`` finite entries. Any real value is allowed (Theorem 4.4, footnote 9).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got steps={steps!r}")
+    if alpha is None:
+        alpha = 0.0
+    arr = np.asarray(alpha, dtype=float)
+    if arr.ndim == 0:
+        if not np.isfinite(arr):
+            raise ValueError(f"alpha must be finite, got alpha={alpha!r}")
+        return np.full(int(steps) - 1, float(arr))
+    if arr.ndim != 1 or arr.shape[0] != steps - 1:
+        raise ValueError(
+            f"alpha must be a scalar or a sequence of steps - 1 = {steps - 1} weights "
+            f"alpha^(2..{steps}), got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"alpha must be finite, got alpha={arr.tolist()!r}")
+    return arr.copy()
+
+
+def eta(alphas: Sequence[float] | FloatArray, i: int, tau: int) -> float:
+    """``eta(i, tau) = prod_{j=i}^{tau} (1 - alpha^(j))`` (Theorem 4.1); one for ``i > tau``.
+
+    ``alphas[0]`` is ``alpha^(2)``, so ``alpha^(j)`` is ``alphas[j - 2]``.
+    """
+    a = np.asarray(alphas, dtype=float)
+    if i > tau:
+        return 1.0
+    if i < 2 or tau - 2 >= a.shape[0]:
+        raise ValueError(f"eta needs 2 <= i and tau <= {a.shape[0] + 1}, got i={i}, tau={tau}")
+    return float(np.prod(1.0 - a[i - 2 : tau - 1]))
+
+
+def A_diag(d: ArrayLike, lam: float) -> FloatArray:
+    """Diagonal of ``A = D (D + lam I)^-1`` (eq. 11), i.e. the eigenvalues of ``K (K + lam I)^-1``
+    (eq. 9)."""
+    lam = _check_lam(lam)
+    d = np.clip(np.asarray(d, dtype=float), 0.0, None)
+    return d / (d + lam)
+
+
+def path_coefficients(alphas: ArrayLike, tau: int) -> FloatArray:
+    """Coefficients ``c_k`` of eq. (6): ``y^(tau) = sum_k c_k (K (K + lam I)^-1)^k y``, ``k = 0..tau``.
+
+    From eq. (6): ``c_tau = eta(2, tau)`` and ``c_{tau-i+1} += alpha^(i) eta(i+1, tau)`` for
+    ``i = 2..tau``; ``c_0 = 0``.
+    """
+    a = np.asarray(alphas, dtype=float)
+    c = np.zeros(tau + 1)
+    c[tau] += eta(a, 2, tau)
+    for i in range(2, tau + 1):
+        c[tau - i + 1] += a[i - 2] * eta(a, i + 1, tau)
+    return c
+
+
+def B_diag_sum(d: ArrayLike, lam: float, alphas: ArrayLike) -> FloatArray:
+    """Diagonal of ``B^(tau)`` from its defining sum, eq. (11), with ``tau = len(alphas) + 1``.
+
+    ``B^(tau) = sum_{i=2}^{tau} alpha^(i) eta(i+1, tau) A^(tau-i+1) + eta(2, tau) A^tau``.
+    """
+    a_diag = A_diag(d, lam)
+    a = np.asarray(alphas, dtype=float)
+    tau = a.shape[0] + 1
+    c = path_coefficients(a, tau)
+    return sum(c[k] * a_diag**k for k in range(tau + 1))
+
+
+def B_diag_path(d: ArrayLike, lam: float, alphas: ArrayLike) -> FloatArray:
+    """Diagonals of ``B^(1), ..., B^(tau)`` by the recursion of Lemma 4.2, eq. (12).
+
+    ``B^(tau) = A ((1 - alpha^(tau)) B^(tau-1) + alpha^(tau) I)`` with ``B^(1) = A``.
+    Returns an array of shape ``(tau, n)``, ``tau = len(alphas) + 1``.
+    """
+    a_diag = A_diag(d, lam)
+    a = np.asarray(alphas, dtype=float)
+    out = np.empty((a.shape[0] + 1, a_diag.shape[0]))
+    out[0] = a_diag
+    for t, alpha in enumerate(a, start=1):
+        out[t] = a_diag * ((1.0 - alpha) * out[t - 1] + alpha)
+    return out
+
+
+def B_diag_limit(d: ArrayLike, lam: float, alpha: float) -> FloatArray:
+    """Diagonal of ``B^(inf) = D (D + lam/alpha I)^-1`` (eq. 17 in the eigenbasis), zero for alpha=0.
+
+    The fixed point of eq. (12) is ``alpha a / (1 - (1 - alpha) a) = d / (d + lam / alpha)``; it is
+    the limit for ``alpha in (0, 1]`` (Theorem 4.5) and the zero matrix for ``alpha = 0``.
+    """
+    lam = _check_lam(lam)
+    d = np.clip(np.asarray(d, dtype=float), 0.0, None)
+    if alpha == 0:
+        return np.zeros_like(d)
+    return alpha * d / (alpha * d + lam)
+
+
+def ratio_eq14(d_k: ArrayLike, d_j: ArrayLike, lam: float, tau: int, alpha: float) -> FloatArray:
+    """Right-hand side of eq. (14): ``[B]_kk / [B]_jj`` for ``alpha = 1`` or ``alpha = 0``."""
+    lam = _check_lam(lam)
+    base = (1.0 + lam / np.asarray(d_j, float)) / (1.0 + lam / np.asarray(d_k, float))
+    if alpha == 1:
+        return base
+    if alpha == 0:
+        return base**tau
+    raise ValueError(f"eq. (14) holds for alpha in {{0, 1}}, got alpha={alpha!r}")
+
+
+def sign_rule_eq15(
+    B_prev_k: ArrayLike, B_prev_j: ArrayLike, A_k: ArrayLike, A_j: ArrayLike, alpha: float
+) -> NDArray[np.int_]:
+    """Predicted ``sgn(R^(tau) - R^(tau-1))`` of eq. (15) from step ``tau - 1`` quantities.
+
+    ``R = [B]_kk / [B]_jj`` for ``d_k > d_j``; the right-hand side is
+    ``sgn( ( (R^(tau-1) - A_k/A_j) A_j / (B_k^(tau-1) (A_k - A_j)) + 1 )^-1 - alpha )``.
+    """
+    B_prev_k = np.asarray(B_prev_k, float)
+    B_prev_j = np.asarray(B_prev_j, float)
+    A_k = np.asarray(A_k, float)
+    A_j = np.asarray(A_j, float)
+    r_prev = B_prev_k / B_prev_j
+    inner = (r_prev - A_k / A_j) * A_j / (B_prev_k * (A_k - A_j)) + 1.0
+    return np.sign(1.0 / inner - alpha).astype(int)
+
+
+def alpha_star(y_val: ArrayLike, y1_val: ArrayLike, y0_val: ArrayLike) -> float:
+    """Optimal weight of Theorem 4.4, eq. (16), Frobenius norm for multi-output targets (Section 5).
+
+    ``alpha* = 1 - <y0 - y1, y_val - y1> / ||y0 - y1||^2`` with ``y1`` the first fit's and ``y0``
+    the ``alpha = 0`` step's validation predictions. When ``y0`` and ``y1`` coincide (to within
+    ``1e-12`` relative), every alpha gives the same validation predictions: the denominator is zero
+    and this returns ``1.0`` (keep the first fit) with a :class:`DegenerateAlphaWarning`.
+    """
+    y_val = np.asarray(y_val, float)
+    y1_val = np.asarray(y1_val, float)
+    y0_val = np.asarray(y0_val, float)
+    if not (y_val.shape == y1_val.shape == y0_val.shape):
+        raise ValueError(
+            f"y_val, y1_val and y0_val must have one shape, got "
+            f"{y_val.shape}, {y1_val.shape}, {y0_val.shape}"
+        )
+    diff = (y0_val - y1_val).ravel()
+    denom = float(diff @ diff)
+    scale = max(float(np.linalg.norm(y1_val)), float(np.linalg.norm(y0_val)), 1e-300)
+    if not np.isfinite(denom) or np.sqrt(denom) <= 1e-12 * scale:
+        warnings.warn(
+            "alpha* is undefined: the alpha=0 and first-step validation predictions coincide "
+            "(zero denominator in eq. 16); returning alpha*=1.0",
+            DegenerateAlphaWarning,
+            stacklevel=2,
+        )
+        return 1.0
+    return float(1.0 - diff @ (y_val - y1_val).ravel() / denom)
+
+
+def limit_lam(lam: float, alpha: float) -> float:
+    """Amplified regularisation ``lam / alpha`` of the limit, Theorem 4.5 / eq. (17)."""
+    lam = _check_lam(lam)
+    if not 0 < alpha <= 1:
+        raise ValueError(f"Theorem 4.5 needs alpha in (0, 1], got alpha={alpha!r}")
+    return lam / alpha
+
+
+def convergence_rate(d: ArrayLike, lam: float, alpha: float) -> float:
+    """Linear rate of ``B^(tau) -> B^(inf)`` (Theorem 4.5): ``(1 - alpha) max_k a_k``.
+
+    From eq. (12), ``B^(tau) - B^(inf) = (1 - alpha) A (B^(tau-1) - B^(inf))``, so coordinate ``k``
+    contracts by ``(1 - alpha) a_k`` per step and the slowest one sets the rate.
+    """
+    return float((1.0 - alpha) * np.max(A_diag(d, lam)))
