@@ -1,0 +1,102 @@
+"""Provenance of every result file: parameters, seed, package versions, device, git commit, time.
+
+Also :func:`write_json_atomic`, so that no result file is ever left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["git_commit", "package_versions", "device_description", "provenance", "write_json_atomic"]
+
+PACKAGES = (
+    "sdlib", "numpy", "scipy", "scikit-learn", "torch", "torchvision", "papermill", "jupytext",
+    "myst-nb", "jupyter-book", "matplotlib",
+)
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The current commit of the repository holding ``path`` (``+dirty`` if changed), or None."""
+    cwd = Path(path or Path(__file__).resolve().parent)
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers (missing ones are left out)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_description(device: str | None = None) -> str:
+    """A human-readable description of the device: the CUDA device name, or the CPU."""
+    if device is not None and str(device).startswith("cuda"):
+        try:
+            import torch
+
+            return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
+        except Exception:  # noqa: BLE001 - describing the device must never fail a run
+            return str(device)
+    cpu = platform.processor() or platform.machine()
+    return f"cpu: {cpu}, {os.cpu_count()} logical cores"
+
+
+def provenance(
+    *,
+    started: datetime,
+    seconds: float,
+    parameters: dict[str, Any] | None = None,
+    seed: int | list[int] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The provenance block every result file carries."""
+    return {
+        "parameters": parameters or {},
+        "seed": seed,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device_description(device),
+        "started": started.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(float(seconds), 3),
+    }
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
