@@ -33,6 +33,37 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 __all__ = ["KernelSelfDistillation"]
 
+_trsv = linalg.blas.get_blas_funcs("trsv", dtype=np.float64)
+_BLOCK = 512  # columns per block of the triangular solves; 256-1024 measure alike
+
+
+def _diagonal_blocks(L: FloatArray) -> list[tuple[int, int, FloatArray]]:
+    """Contiguous copies of the diagonal blocks of the Cholesky factor (``n x _BLOCK`` values)."""
+    n = L.shape[0]
+    edges = [*range(0, n, _BLOCK), n]
+    return [(s, e, np.asfortranarray(L[s:e, s:e])) for s, e in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _blocked_cho_solve(L: FloatArray, blocks: list[tuple[int, int, FloatArray]], t: FloatArray) -> FloatArray:
+    """``(L L^T)^-1 t`` for one vector: block forward then block backward substitution.
+
+    A step of the path is bound by reading ``L`` from memory. Plain ``trsv`` reads it on one
+    core; here the off-diagonal panels go through ``gemv``, which BLAS runs on every core, and only
+    the small diagonal blocks through ``trsv``. Same arithmetic, so the same rounding behaviour as
+    a substitution.
+    """
+    n = t.shape[0]
+    w = t.astype(np.float64, copy=True)
+    for s, e, D in blocks:
+        w[s:e] = _trsv(D, w[s:e], lower=1)
+        if e < n:
+            w[e:] -= L[e:, s:e] @ w[s:e]
+    for s, e, D in reversed(blocks):
+        if e < n:
+            w[s:e] -= L[e:, s:e].T @ w[e:]
+        w[s:e] = _trsv(D, w[s:e], lower=1, trans=1)
+    return w
+
 FloatArray = NDArray[np.float64]
 
 
@@ -144,7 +175,11 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         K.flat[:: K.shape[0] + 1] += lam
         # Cholesky in place: the factor replaces K, so the fit holds one n x n array.
         try:
-            self._cho = linalg.cho_factor(K, lower=True, overwrite_a=True, check_finite=False)
+            # K is symmetric and C-ordered, so K.T is the same matrix in Fortran order: factorising
+            # it in place avoids LAPACK's copy.
+            L, _ = linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
+            self._cho = (np.asfortranarray(L), True)
+            self._cho_blocks = _diagonal_blocks(self._cho[0])
         except linalg.LinAlgError as err:
             raise ValueError(
                 f"K + lam I is not positive definite (lam={self.lam!r}); the kernel "
@@ -157,7 +192,16 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         return self
 
     def _solve(self, T: FloatArray) -> FloatArray:
-        return linalg.cho_solve(self._cho, T, check_finite=False)
+        """``(K + lam I)^-1 T`` by two triangular solves with the Cholesky factor.
+
+        A single right-hand side goes to BLAS ``trsv`` directly: each step is bound by reading the
+        factor from memory, and LAPACK's ``potrs`` takes a slower blocked path for one column.
+        """
+        L = self._cho[0]
+        if T.ndim == 1 or T.shape[1] == 1:
+            return _blocked_cho_solve(L, self._cho_blocks, T.reshape(-1)).reshape(T.shape)
+        z = linalg.solve_triangular(L, T, lower=True, check_finite=False)
+        return linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False, overwrite_b=True)
 
     def _shape_out(self, A: FloatArray) -> FloatArray:
         # (..., n, 1) -> (..., n) for a 1-d target, as scikit-learn estimators return.
@@ -278,35 +322,61 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         A zero denominator in eq. (16) gives ``alpha* = 1`` with a warning (see
         :func:`sdlib.theory.alpha_star`).
         """
+        alphas, _ = self._optimal_dual_path(X_val, y_val, steps, clip)
+        return alphas
+
+    def optimal_path(
+        self,
+        Xq: ArrayLike,
+        X_val: ArrayLike,
+        y_val: ArrayLike,
+        steps: int | None = None,
+        clip: bool = False,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Algorithm 1 in one pass: ``(alpha*(2..steps), f(Xq, beta^(tau)) for tau = 1..steps)``.
+
+        The same as ``a = optimal_alphas(X_val, y_val, steps, clip)`` followed by
+        ``path(Xq, steps, a)``, at half the cost: the step with ``alpha*`` is eq. (7),
+        ``c^(tau) = alpha* c^(1) + (1 - alpha*) c^(tau)_{alpha=0}``, and needs no solve of its own.
+        """
+        Xq = self._check_query(Xq)
+        alphas, C = self._optimal_dual_path(X_val, y_val, steps, clip)
+        return alphas, self._shape_out(self._predict_duals(Xq, C))
+
+    def _optimal_dual_path(
+        self, X_val: ArrayLike, y_val: ArrayLike, steps: int | None, clip: bool
+    ) -> tuple[FloatArray, FloatArray]:
         X_val = self._check_query(X_val, "X_val")
-        y_val = check_array(
-            y_val, dtype=np.float64, ensure_2d=False, input_name="y_val"
-        ).reshape(X_val.shape[0] if np.ndim(y_val) else -1, -1)
+        y_val = check_array(y_val, dtype=np.float64, ensure_2d=False, input_name="y_val")
+        y_val = y_val.reshape(y_val.shape[0], -1)
         if y_val.shape != (X_val.shape[0], self.y_fit_.shape[1]):
             raise ValueError(
                 f"y_val must have shape ({X_val.shape[0]}, {self.y_fit_.shape[1]}) to match X_val "
-                f"and the training targets, got {np.shape(y_val)}"
+                f"and the training targets, got y_val.shape={y_val.shape}"
             )
         steps = self.steps if steps is None else steps
         theory.alpha_sequence(0.0, steps)  # validates steps
         K_val = self._kernel(X_val, self.X_fit_)
         y = self.y_fit_
-        c1 = self._solve(y)
-        y1 = y - self._lam * c1
-        val1 = K_val @ c1
+        C = np.empty((steps,) + y.shape)
+        C[0] = self._solve(y)
+        y1 = y - self._lam * C[0]
+        val1 = K_val @ C[0]
         y_prev = y1
         out = np.empty(steps - 1)
         with warnings.catch_warnings():
             warnings.simplefilter("always", theory.DegenerateAlphaWarning)
-            for tau in range(2, steps + 1):
+            for tau in range(1, steps):
                 c0 = self._solve(y_prev)
-                y0 = y_prev - self._lam * c0
                 a = theory.alpha_star(y_val, val1, K_val @ c0)
                 if clip:
                     a = float(np.clip(a, 0.0, 1.0))
-                out[tau - 2] = a
-                y_prev = a * y1 + (1.0 - a) * y0  # eq. (7) on the training set
-        return out
+                out[tau - 1] = a
+                # Eq. (7) for the duals and for the training predictions y^(tau).
+                np.multiply(1.0 - a, c0, out=C[tau])
+                C[tau] += a * C[0]
+                y_prev = a * y1 + (1.0 - a) * (y_prev - self._lam * c0)
+        return out, C
 
     def grid(
         self,
