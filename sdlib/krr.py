@@ -279,7 +279,10 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         the zero function.
         """
         Xq = self._check_query(Xq)
-        alpha = float(self.alpha if alpha is None else alpha)
+        alpha = self.alpha if alpha is None else alpha
+        if np.ndim(alpha) != 0:
+            raise ValueError(f"Theorem 4.5 needs one fixed alpha in [0, 1], got alpha={alpha!r}")
+        alpha = float(alpha)
         if not np.isfinite(alpha) or not 0 <= alpha <= 1:
             raise ValueError(f"Theorem 4.5 needs alpha in [0, 1], got alpha={alpha!r}")
         if alpha == 0:
@@ -395,7 +398,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         Xq = self._check_query(Xq)
         lams = np.atleast_1d(np.asarray(lams, dtype=float))
         alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
-        for lam in lams:
+        for lam in lams.tolist():  # Python floats, so that the message shows lams=-1.0
             _check_lam(lam, "lams")
         if not np.all(np.isfinite(alphas)):
             raise ValueError(f"alphas must be finite, got alphas={alphas.tolist()!r}")
