@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Warnings are errors; notebooks are executed only when changed (execute_notebooks: cache).
+BOOK_FLAGS ?= --warningiserror --keep-going --builder html
+
 book: venv
-	$(BIN)/jupyter-book build . --warningiserror --keep-going --builder html
+	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 
 test: venv
 	$(BIN)/ruff check sdlib tests benchmarks
@@ -34,6 +37,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_krr.py
+	$(BIN)/python benchmarks/bench_nn.py
 
 clean:
 	rm -rf _build

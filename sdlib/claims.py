@@ -56,13 +56,14 @@ class Claims:
         where: str = "",
         expect: bool = True,
         value: Any = None,
-    ) -> Claim:
+    ) -> None:
         """Record one claim and assert that ``passed == expect``.
 
         ``statement`` is the paper's claim in words, ``where`` its place (``"eq. (6)"``),
         ``measured`` what this notebook found (already formatted, or a number) and ``criterion``
         the test applied (``"max rel. error <= 1e-9"``). ``value`` (default ``measured``) is
-        glued as ``{prefix}_{key}``.
+        glued as ``{prefix}_{key}``. Returns None, so that a notebook cell ending in ``check(...)``
+        displays nothing beyond the status line (nbval compares that output).
         """
         if any(c.key == key for c in self.items):
             raise ValueError(f"claim key {key!r} is used twice in {self.prefix}")
@@ -84,7 +85,6 @@ class Claims:
                 f"but it {'holds' if claim.passed else 'fails'} (measured {claim.measured}; "
                 f"{criterion})"
             )
-        return claim
 
     def table(self):  # type: ignore[no-untyped-def]
         """The claims as a :class:`pandas.DataFrame` (one row each), for the reproduction report."""
@@ -108,7 +108,8 @@ class Claims:
         """Glue ``{prefix}_claims`` (the table) and ``{prefix}_{key}``/``_status`` per claim."""
         from myst_nb import glue
 
-        glue(f"{self.prefix}_claims", self.table().style.hide(axis="index"), display=False)
+        table = self.table().style.hide(axis="index").format(escape="html")
+        glue(f"{self.prefix}_claims", table, display=False)
         for c in self.items:
             glue(f"{self.prefix}_{c.key}", c._value, display=False)  # type: ignore[attr-defined]
             glue(f"{self.prefix}_{c.key}_status", c.status, display=False)

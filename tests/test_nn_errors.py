@@ -1,0 +1,73 @@
+"""Bad input: unknown architecture or dataset, out-of-range parameters, device cuda without a GPU;
+the models as the paper used them; sdlib and the result readers import without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sdlib.nn.config import ARCHS, DATASETS, ExperimentConfig
+
+
+def test_unknown_arch_and_dataset_list_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="resnet50.*small_cnn"):
+        ExperimentConfig(arch="vgg11")
+    with pytest.raises(ValueError, match="cifar10, fashion_mnist, digits"):
+        ExperimentConfig(dataset="mnist")
+
+
+@pytest.mark.parametrize("bad", [dict(alphas=[1.5]), dict(epochs=0), dict(lr=-1.0), dict(seeds=[]),
+                                 dict(device="tpu"), dict(n_val=0), dict(optimizer="lbfgs")])
+def test_parameters_out_of_range_name_themselves(bad: dict) -> None:
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        ExperimentConfig(**bad)
+
+
+def test_unknown_parameter_in_a_config_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sdlib.nn.config import load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("dataset: digits\nepochz: 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        load_config(p)
+
+
+def test_cuda_without_gpu_is_an_error() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from sdlib.nn.train import resolve_device
+
+    with pytest.raises(RuntimeError, match="device='cuda'.*no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_build_model_unknown_and_shapes() -> None:
+    torch = pytest.importorskip("torch")
+    from sdlib.nn.models import build_model
+
+    with pytest.raises(ValueError, match="valid architectures"):
+        build_model("resnet101", 10)
+    m = build_model("resnet18", 10, in_channels=1)       # ImageNet stem, 1-channel first conv
+    assert m.conv1.in_channels == 1 and m.conv1.kernel_size == (7, 7) and m.conv1.stride == (2, 2)
+    assert isinstance(m.maxpool, torch.nn.MaxPool2d) and m.fc.out_features == 10
+    c = build_model("resnet18_cifar", 10)
+    assert c.conv1.kernel_size == (3, 3) and c.conv1.stride == (1, 1) and isinstance(c.maxpool, torch.nn.Identity)
+    import torchvision
+
+    ref = torchvision.models.resnet50(weights=None, num_classes=10)
+    ours = build_model("resnet50", 10)
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in ref.parameters()]
+    with torch.no_grad():
+        assert build_model("small_cnn", 10, 1)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        assert c.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert set(ARCHS) >= {"resnet18", "resnet34", "resnet50"} and len(DATASETS) == 3
+
+
+def test_sdlib_and_result_readers_do_not_import_torch() -> None:
+    code = ("import sys, sdlib, sdlib.nn, sdlib.nn.results, sdlib.nn.figures, sdlib.nn.config; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

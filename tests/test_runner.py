@@ -1,0 +1,296 @@
+"""``python -m sdlib run`` / :mod:`sdlib.runner` on tiny notebooks written into tmp_path.
+
+What is checked: the parameters cell is parsed with its types; unknown names and wrong types are
+errors naming the parameter, the value and the expected type (exit status 2, message on stderr,
+nothing executed); YAML config values are merged under ``-p``; the notebook runs in its own
+folder; ``results.json`` holds the glued values decoded, the claims' statuses, the figures and a
+provenance block; a failing notebook keeps its executed copy with the traceback, says
+``"status": "failed"`` and exits 1; no temporary file is left behind.
+
+Only the two end-to-end tests start a Jupyter kernel (a few seconds each); the rest are pure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdlib import runner
+from sdlib.__main__ import main
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+    jupytext_version: 1.19.6
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+TINY = HEADER + """
+# A tiny chapter
+
+```{code-cell} ipython3
+:tags: [parameters]
+lam = 0.2
+steps = 3
+kernel = "rbf"
+alphas = [0.1, 0.25]
+fail = False
+note = None
+```
+
+```{code-cell} ipython3
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from sdlib.claims import Claims
+
+here = Path("data.txt").read_text().strip()   # relative to the notebook's folder
+claims = Claims("tiny", chapter="Tiny")
+claims.check("lam_positive", "lam is positive", lam > 0, measured=lam, criterion="lam > 0")
+claims.check("lam_negative", "lam is negative (a claim that does not hold)", lam < 0, measured=lam,
+             criterion="lam < 0", expect=False)
+glue("tiny_twice_lam", 2 * lam, display=False)
+glue("tiny_steps", steps, display=False)
+glue("tiny_kernel", kernel, display=False)
+glue("tiny_alphas", alphas, display=False)
+glue("tiny_here", here, display=False)
+glue("tiny_note", note, display=False)
+```
+
+```{code-cell} ipython3
+fig, ax = plt.subplots(figsize=(3, 2))
+ax.plot(range(steps), [lam * t for t in range(steps)])
+ax.set_title(kernel)
+plt.show()
+claims.glue()
+```
+
+```{code-cell} ipython3
+if fail:
+    raise RuntimeError("asked to fail at lam = " + str(lam))
+glue("tiny_done", True, display=False)
+```
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    (folder / "data.txt").write_text("beside the notebook\n")
+    path = folder / "tiny.md"
+    path.write_text(TINY)
+    return path
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp" in p.name or p.name.startswith("."))
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure parts: no kernel
+
+
+def test_parameters_cell_is_parsed_with_types(tiny: Path) -> None:
+    params = runner.notebook_parameters(tiny)
+    assert list(params) == ["lam", "steps", "kernel", "alphas", "fail", "note"]
+    assert {n: p.type_name for n, p in params.items()} == {
+        "lam": "float", "steps": "int", "kernel": "str", "alphas": "list", "fail": "bool", "note": "any"}
+    assert params["alphas"].default == [0.1, 0.25]
+    assert params["note"].default is None
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("lam = 0.2\nx = lam * 2\n", "literal"),
+    ("import numpy\n", "only plain assignments"),
+    ("a, b = 1, 2\n", "only plain assignments"),
+    ("lam = 0.2\nlam = 0.3\n", "assigned twice"),
+    ("lam = (\n", "not valid Python"),
+])
+def test_parameters_cell_must_hold_plain_literals(source: str, fragment: str) -> None:
+    with pytest.raises(runner.NotebookError, match=fragment):
+        runner.parse_parameters_cell(source)
+
+
+def test_notebook_without_parameters_cell(tmp_path: Path) -> None:
+    path = tmp_path / "bare.md"
+    path.write_text(HEADER + "\n# Bare\n\n```{code-cell} ipython3\nx = 1\n```\n")
+    with pytest.raises(runner.NotebookError, match="no code cell tagged 'parameters'"):
+        runner.notebook_parameters(path)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("0.05", 0.05), ("1e-3", 1e-3), ("40", 40), ("-2", -2), ("true", True), ("True", True),
+    ("False", False), ("None", None), ("null", None), ("rbf", "rbf"), ("[0.1, 0.25]", [0.1, 0.25]),
+    ("2021-01-01", "2021-01-01"),
+])
+def test_cli_values_are_yaml_scalars(text: str, value: object) -> None:
+    got = runner.parse_cli_value(text)
+    assert got == value and type(got) is type(value)
+
+
+def test_validation_accepts_int_for_float_and_anything_for_none(tiny: Path) -> None:
+    params = runner.notebook_parameters(tiny)
+    out = runner.validate_parameters(params, {"lam": 1, "note": [1, "a"], "alphas": [], "fail": True})
+    assert out == {"lam": 1.0, "note": [1, "a"], "alphas": [], "fail": True}
+    assert isinstance(out["lam"], float)
+
+
+@pytest.mark.parametrize("values, fragments", [
+    ({"lam": "abc"}, ["'lam'", "'abc'", "expected float"]),
+    ({"steps": 2.5}, ["'steps'", "2.5", "expected int"]),
+    ({"steps": True}, ["'steps'", "True", "expected int"]),
+    ({"lam": True}, ["'lam'", "expected float"]),
+    ({"fail": 1}, ["'fail'", "expected bool"]),
+    ({"alphas": 0.1}, ["'alphas'", "0.1", "expected list"]),
+    ({"kernel": 3}, ["'kernel'", "expected str"]),
+    ({"lam": None}, ["'lam'", "None", "expected float"]),
+])
+def test_wrong_types_name_parameter_value_and_type(tiny: Path, values: dict, fragments: list[str]) -> None:
+    params = runner.notebook_parameters(tiny)
+    with pytest.raises(runner.ParameterError) as err:
+        runner.validate_parameters(params, values, notebook="tiny.md")
+    for f in fragments:
+        assert f in str(err.value)
+
+
+def test_unknown_parameter_lists_the_valid_ones(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code = main(["run", str(tiny), "-p", "lamda", "0.1", "-o", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown parameter 'lamda'" in err
+    for name in ("lam", "steps", "kernel", "alphas", "fail", "note"):
+        assert f"{name} (" in err
+    assert not out.exists(), "nothing may be written before the parameters are valid"
+
+
+def test_wrong_type_on_the_command_line_exits_2(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["run", str(tiny), "-p", "steps", "three", "-o", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'steps'" in err and "'three'" in err and "expected int" in err
+
+
+def test_config_file_errors(tiny: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(runner.ParameterError, match="must hold a mapping"):
+        runner.load_config(bad)
+    with pytest.raises(runner.ParameterError, match="does not exist"):
+        runner.load_config(tmp_path / "missing.yaml")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("gamma: 3\n")
+    with pytest.raises(runner.ParameterError, match="unknown parameter 'gamma'"):
+        runner.run_notebook(tiny, tmp_path / "o", config=unknown, progress_bar=False)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("parameters:\n  lam: 0.5\n")
+    assert runner.load_config(nested) == {"lam": 0.5}
+
+
+def test_params_command_lists_defaults_and_types(tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["params", str(tiny)]) == 0
+    table = capsys.readouterr().out
+    assert "lam" in table and "float" in table and "0.2" in table and "[0.1, 0.25]" in table
+    assert main(["params", str(tiny), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["steps"] == {"type": "int", "default": 3}
+    assert data["note"] == {"type": "any", "default": None}
+
+
+def test_glue_decoding_from_a_hand_made_notebook() -> None:
+    import nbformat
+
+    def glued(name: str, bundle: dict) -> nbformat.NotebookNode:
+        return nbformat.from_dict({
+            "output_type": "display_data", "data": {runner.GLUE_PREFIX + k: v for k, v in bundle.items()},
+            "metadata": {"scrapbook": {"name": name, "mime_prefix": runner.GLUE_PREFIX}}})
+
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        glued("a_float", {"text/plain": "0.125"}),
+        glued("a_str", {"text/plain": "'✓'"}),
+        glued("a_list", {"text/plain": "[1, 2.5]"}),
+        glued("a_json", {"application/json": {"x": 1}, "text/plain": "<IPython.core.display.JSON object>"}),
+        glued("a_table", {"text/plain": "<pandas.io.formats.style.Styler at 0x7f>", "text/html": "<table/>"}),
+        glued("a_numpy", {"text/plain": "np.float64(0.5)"}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "not glued"}),
+    ]
+    nb = nbformat.from_dict({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    got = runner.extract_glue(nb)
+    assert got == {"a_float": 0.125, "a_str": "✓", "a_list": [1, 2.5], "a_json": {"x": 1},
+                   "a_table": {"text/html": "<table/>"}, "a_numpy": 0.5}
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end: one kernel each
+
+
+def test_run_writes_notebook_figures_and_results(tiny: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("lam: 0.5\nsteps: 4\nkernel: laplacian\n")
+    out = tmp_path / "out"
+    code = main(["run", str(tiny), "-f", str(config), "-p", "lam", "0.75", "-p", "alphas", "[0.5]",
+                 "-o", str(out), "--no-progress", "--timeout", "120"])
+    assert code == 0
+    assert (out / "tiny.ipynb").is_file()
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "ok" and "error" not in doc
+    # -p wins over the file; the file wins over the defaults; the rest keep their defaults
+    assert doc["parameters"] == {"lam": 0.75, "steps": 4, "kernel": "laplacian", "alphas": [0.5],
+                                 "fail": False, "note": None}
+    res = doc["results"]
+    assert res["tiny_twice_lam"] == pytest.approx(1.5)
+    assert res["tiny_steps"] == 4 and res["tiny_kernel"] == "laplacian" and res["tiny_alphas"] == [0.5]
+    assert res["tiny_here"] == "beside the notebook"          # ran in the notebook's folder
+    assert res["tiny_note"] is None and res["tiny_done"] is True
+    assert "text/html" in res["tiny_claims"]
+    assert doc["claims"]["tiny_lam_positive"]["status"] == "✓"
+    assert doc["claims"]["tiny_lam_negative"]["status"] == "✗"
+    prov = doc["provenance"]
+    for key in ("git_commit", "python", "packages", "device", "started", "seconds", "parameters"):
+        assert key in prov
+    assert prov["parameters"]["lam"] == 0.75 and prov["seconds"] > 0
+    assert doc["figures"] and all((out / f).is_file() for f in doc["figures"])
+    png = (out / doc["figures"][0]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the injected parameters are in the executed notebook
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "lam = 0.75" in "".join(injected[0]["source"])
+    assert _leftovers(out) == []
+
+
+def test_failing_notebook_keeps_traceback_and_exits_1(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "failed"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdlib", "run", str(tiny), "-p", "fail", "true", "-p", "lam", "0.3",
+         "-o", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "failed" in proc.stderr and "asked to fail at lam = 0.3" in proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "failed"
+    assert "RuntimeError" in doc["error"] and "asked to fail" in doc["error"]
+    assert "tiny_done" not in doc["results"] and doc["results"]["tiny_twice_lam"] == pytest.approx(0.6)
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    errors = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors and errors[0]["ename"] == "RuntimeError"
+    assert any("asked to fail" in line for line in errors[0]["traceback"])
+    assert "provenance" in doc and doc["provenance"]["parameters"]["fail"] is True
+    assert _leftovers(out) == []
