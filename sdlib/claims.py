@@ -111,7 +111,10 @@ class Claims:
         table = self.table().style.hide(axis="index").format(escape="html")
         glue(f"{self.prefix}_claims", table, display=False)
         for c in self.items:
-            glue(f"{self.prefix}_{c.key}", c._value, display=False)  # type: ignore[attr-defined]
+            value = c._value  # type: ignore[attr-defined]
+            if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+                value = value.item()  # numpy scalars: myst-nb's format specs need a plain repr
+            glue(f"{self.prefix}_{c.key}", value, display=False)
             glue(f"{self.prefix}_{c.key}_status", c.status, display=False)
 
     @property
