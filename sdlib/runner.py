@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sdlib.claims import CLAIMS_MODE_ENV
 from sdlib.provenance import provenance, write_json_atomic
 
 __all__ = [
@@ -415,6 +416,11 @@ def run_notebook(
     t0 = time.perf_counter()
     status, error, error_tb = "ok", None, None
     executed = None
+    # The paper's claims are asserted at the paper's parameters only; with other parameters the
+    # notebook reports each claim's outcome instead of stopping at the first that differs.
+    changed = sorted(k for k, v in overrides.items() if v != params[k].default)
+    saved_mode = os.environ.get(CLAIMS_MODE_ENV)
+    os.environ[CLAIMS_MODE_ENV] = "report" if changed else "assert"
     try:
         executed = papermill.execute_notebook(
             nb,
@@ -433,6 +439,11 @@ def run_notebook(
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
         error_tb = traceback.format_exc()
+    finally:
+        if saved_mode is None:
+            os.environ.pop(CLAIMS_MODE_ENV, None)
+        else:
+            os.environ[CLAIMS_MODE_ENV] = saved_mode
     seconds = time.perf_counter() - t0
 
     if executed is None and tmp.exists() and tmp.stat().st_size > 0:
@@ -454,6 +465,7 @@ def run_notebook(
         "status": status,
         "parameters": effective,
         "overrides": overrides,
+        "claims_mode": "report" if changed else "assert",
         "results": results,
         "claims": _claims(results),
         "figures": [str(p.relative_to(outdir)) for p in figures],

@@ -249,6 +249,7 @@ def test_run_writes_notebook_figures_and_results(tiny: Path, tmp_path: Path) -> 
     assert (out / "tiny.ipynb").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "ok" and "error" not in doc
+    assert doc["claims_mode"] == "report"  # parameters changed: claims reported, not asserted
     # -p wins over the file; the file wins over the defaults; the rest keep their defaults
     assert doc["parameters"] == {"lam": 0.75, "steps": 4, "kernel": "laplacian", "alphas": [0.5],
                                  "fail": False, "note": None}
@@ -294,3 +295,20 @@ def test_failing_notebook_keeps_traceback_and_exits_1(tiny: Path, tmp_path: Path
     assert any("asked to fail" in line for line in errors[0]["traceback"])
     assert "provenance" in doc and doc["provenance"]["parameters"]["fail"] is True
     assert _leftovers(out) == []
+
+
+def test_claims_are_asserted_at_the_defaults_and_reported_otherwise(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from sdlib.claims import CLAIMS_MODE_ENV, ClaimFailed, Claims
+
+    monkeypatch.delenv(CLAIMS_MODE_ENV, raising=False)
+    with pytest.raises(ClaimFailed, match="expected the claim to hold"):
+        Claims("t").check("a", "one is below zero", 1 < 0, criterion="1 < 0")
+    with pytest.raises(ClaimFailed, match="expected the claim to fail"):
+        Claims("t").check("b", "one is above zero", 1 > 0, expect=False)
+    monkeypatch.setenv(CLAIMS_MODE_ENV, "report")
+    claims = Claims("t")
+    claims.check("a", "one is below zero", 1 < 0, criterion="1 < 0")
+    assert claims.items[0].status == "✗" and not claims.all_passed
+    assert "not asserted because the parameters were changed" in capsys.readouterr().out

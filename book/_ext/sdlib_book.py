@@ -147,13 +147,14 @@ class FillClaimsSummary(SphinxPostTransform):
                 for prefix in prefixes:
                     statuses = [_plain(v) for k, v in glue.items()
                                 if k.startswith(prefix + "_") and k.endswith("_status")]
+                    # The title node, not its text: chapter titles hold math, typeset by MathJax.
                     title = self.env.titles.get(doc)
-                    rows.append((doc, title.astext() if title is not None else doc,
-                                 len(statuses), statuses.count("✓"), statuses.count("✗")))
+                    title_nodes = [c.deepcopy() for c in title.children] if title is not None else [nodes.Text(doc)]
+                    rows.append((doc, title_nodes, len(statuses), statuses.count("✓"), statuses.count("✗")))
             node.replace_self(_table(rows, self.env.docname, app))
 
 
-def _table(rows: list[tuple[str, str, int, int, int]], fromdoc: str, app: Sphinx) -> nodes.table:
+def _table(rows: list[tuple[str, list[nodes.Node], int, int, int]], fromdoc: str, app: Sphinx) -> nodes.table:
     headers = ["Chapter", "Claims checked", "Reproduce ✓", "Do not reproduce ✗"]
     table = nodes.table(classes=["sdlib-claims-summary"])
     tgroup = nodes.tgroup(cols=len(headers))
@@ -171,7 +172,7 @@ def _table(rows: list[tuple[str, str, int, int, int]], fromdoc: str, app: Sphinx
     totals = [0, 0, 0]
     for doc, title, n, ok, bad in rows:
         row = nodes.row()
-        ref = nodes.reference("", title, internal=True,
+        ref = nodes.reference("", "", *title, internal=True,
                               refuri=app.builder.get_relative_uri(fromdoc, doc))
         row += nodes.entry("", nodes.paragraph("", "", ref))
         for v in (n, ok, bad):
