@@ -156,35 +156,16 @@ class FillClaimsSummary(SphinxPostTransform):
 
 def _table(rows: list[tuple[str, list[nodes.Node], int, int, int]], fromdoc: str, app: Sphinx) -> nodes.table:
     headers = ["Chapter", "Claims checked", "Reproduce ✓", "Do not reproduce ✗"]
-    table = nodes.table(classes=["sdlib-claims-summary"])
-    tgroup = nodes.tgroup(cols=len(headers))
-    table += tgroup
-    for _ in headers:
-        tgroup += nodes.colspec(colwidth=1)
-    thead = nodes.thead()
-    tgroup += thead
-    hrow = nodes.row()
-    for h in headers:
-        hrow += nodes.entry("", nodes.paragraph(text=h))
-    thead += hrow
-    tbody = nodes.tbody()
-    tgroup += tbody
+    cells: list[list[nodes.Node | str]] = []
     totals = [0, 0, 0]
     for doc, title, n, ok, bad in rows:
-        row = nodes.row()
         ref = nodes.reference("", "", *title, internal=True,
                               refuri=app.builder.get_relative_uri(fromdoc, doc))
-        row += nodes.entry("", nodes.paragraph("", "", ref))
-        for v in (n, ok, bad):
-            row += nodes.entry("", nodes.paragraph(text=str(v)))
-        tbody += row
+        cells.append([nodes.paragraph("", "", ref), n, ok, bad])
         totals = [totals[0] + n, totals[1] + ok, totals[2] + bad]
-    row = nodes.row()
-    row += nodes.entry("", nodes.paragraph("", "", nodes.strong(text="All chapters")))
-    for v in totals:
-        row += nodes.entry("", nodes.paragraph("", "", nodes.strong(text=str(v))))
-    tbody += row
-    return table
+    cells.append([nodes.paragraph("", "", nodes.strong(text=t))
+                  for t in ["All chapters", *map(str, totals)]])
+    return _simple_table(headers, cells, ["sdlib-claims-summary"])
 
 
 def _simple_table(headers: list[str], rows: list[list[nodes.Node | str]], classes: list[str]) -> nodes.table:

@@ -75,6 +75,18 @@ def _prepare(x: torch.Tensor, spec: Spec, dev: torch.device, cfg: ExperimentConf
     return x
 
 
+def _batches(data: DataBundle, cfg: ExperimentConfig, gen: torch.Generator, dev: torch.device):  # type: ignore[no-untyped-def]
+    """One epoch of training batches ``(x, y)``: a seeded permutation, augmented and normalised on ``dev``."""
+    n = len(data.train)
+    perm = torch.randperm(n, generator=gen, device=dev)
+    for i in range(0, n, cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        xb = data.train.x[idx]
+        if cfg.augment:
+            xb = augment(xb, data.spec, gen)
+        yield _prepare(xb, data.spec, dev, cfg), data.train.y[idx]
+
+
 def _optimizer(params: Sequence[torch.Tensor], cfg: ExperimentConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
@@ -127,15 +139,8 @@ def fit(
         epochs = tqdm(epochs, desc=_where(where, 0).rsplit(", epoch", 1)[0], leave=False)
     for epoch in epochs:
         model.train()
-        perm = torch.randperm(n, generator=gen, device=dev)
         total = torch.zeros((), device=dev)
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            xb = data.train.x[idx]
-            if cfg.augment:
-                xb = augment(xb, data.spec, gen)
-            xb = _prepare(xb, data.spec, dev, cfg)
-            yb = data.train.y[idx]
+        for xb, yb in _batches(data, cfg, gen, dev):
             with _autocast(dev, cfg):
                 tp = None
                 if teacher is not None:
@@ -146,7 +151,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(idx)
+            total += loss.detach() * len(yb)
         loss_mean = float(total) / n
         if not torch.isfinite(torch.tensor(loss_mean)):
             raise FloatingPointError(f"non-finite training loss ({loss_mean}) at {_where(where, epoch)}")
@@ -196,15 +201,8 @@ def fit_together(
     k = len(alphas)
     losses = torch.full((k,), float("nan"))
     for epoch in range(1, cfg.epochs + 1):
-        perm = torch.randperm(n, generator=gen, device=dev)
         total = torch.zeros(k, device=dev)
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            xb = data.train.x[idx]
-            if cfg.augment:
-                xb = augment(xb, data.spec, gen)
-            xb = _prepare(xb, data.spec, dev, cfg)
-            yb = data.train.y[idx]
+        for xb, yb in _batches(data, cfg, gen, dev):
             with _autocast(dev, cfg):
                 with torch.no_grad():
                     tp = torch.softmax(vm(tparams, tbuffers, xb).float(), -1)
@@ -215,7 +213,7 @@ def fit_together(
             opt.zero_grad(set_to_none=True)
             per.sum().backward()
             opt.step()
-            total += per.detach() * len(idx)
+            total += per.detach() * len(yb)
         losses = (total / n).cpu()
         bad = [j for j in range(k) if not torch.isfinite(losses[j])]
         if bad:
