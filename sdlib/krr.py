@@ -67,16 +67,6 @@ def _blocked_cho_solve(L: FloatArray, blocks: list[tuple[int, int, FloatArray]],
 FloatArray = NDArray[np.float64]
 
 
-def _check_lam(lam: Any, name: str = "lam") -> float:
-    try:
-        lam_f = float(lam)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}") from None
-    if not np.isfinite(lam_f) or lam_f <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}")
-    return lam_f
-
-
 class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     """Kernel ridge regression self-distilled for ``steps`` steps with weights ``alpha``.
 
@@ -161,7 +151,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         The first fit is eq. (2) with ``y_1 = y_2 = y``; later steps follow eqs. (3)-(5).
         """
         check_kernel(self.kernel)
-        lam = _check_lam(self.lam)
+        lam = theory.check_lam(self.lam)
         if _validate_data is not None:
             X, y = _validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         else:  # pragma: no cover
@@ -402,7 +392,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         lams = np.atleast_1d(np.asarray(lams, dtype=float))
         alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
         for lam in lams.tolist():  # Python floats, so that the message shows lams=-1.0
-            _check_lam(lam, "lams")
+            theory.check_lam(lam, "lams")
         if not np.all(np.isfinite(alphas)):
             raise ValueError(f"alphas must be finite, got alphas={alphas.tolist()!r}")
         theory.alpha_sequence(0.0, steps)

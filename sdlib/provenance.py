@@ -16,7 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "package_versions", "device_description", "provenance", "write_json_atomic"]
+__all__ = [
+    "git_commit", "package_versions", "device_description", "provenance", "file_mode", "write_bytes_atomic",
+    "write_json_atomic",
+]
 
 PACKAGES = (
     "sdlib", "numpy", "scipy", "scikit-learn", "torch", "torchvision", "papermill", "jupytext",
@@ -86,21 +89,29 @@ def provenance(
     }
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
+def file_mode() -> int:
+    """The permissions of an ordinary new file under the current umask (mkstemp makes 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=str)
-            fh.write("\n")
-        # mkstemp creates 0600 files; give the result the permissions of an ordinary file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
+    return write_bytes_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode("utf8"))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sdlib.claims import CLAIMS_MODE_ENV
-from sdlib.provenance import provenance, write_json_atomic
+from sdlib.provenance import file_mode, provenance, write_bytes_atomic, write_json_atomic
 
 __all__ = [
     "GLUE_PREFIX",
@@ -319,24 +319,6 @@ def _claims(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return claims
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def extract_figures(nb: Any, folder: str | Path) -> list[Path]:
     """Write every PNG/JPEG/SVG output as ``folder/cellNNN_K.EXT``, glued images as ``folder/KEY.EXT``."""
     folder = Path(folder)
@@ -360,7 +342,7 @@ def extract_figures(nb: Any, folder: str | Path) -> list[Path]:
                 name = f"{meta['name']}.{ext}" if meta.get("name") else f"cell{index:03d}_{k}.{ext}"
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / name
-                _write_bytes_atomic(target, raw)
+                write_bytes_atomic(target, raw)
                 written.append(target)
                 k += 1
                 break
@@ -455,7 +437,7 @@ def run_notebook(
         # papermill failed before writing anything (e.g. no such kernel): keep the input notebook.
         executed = nb
         nbformat.write(executed, tmp)
-    os.chmod(tmp, _umask_mode())
+    os.chmod(tmp, file_mode())
     os.replace(tmp, target)
 
     results = extract_glue(executed)
@@ -485,7 +467,6 @@ def run_notebook(
     doc["provenance"]["kernel"] = kernel_name
     doc["provenance"]["command"] = " ".join(sys.argv) if sys.argv else None
     results_json = write_json_atomic(outdir / "results.json", doc)
-    os.chmod(results_json, _umask_mode())
     return RunResult(status=status, notebook=target, results_json=results_json, figures=figures,
                      results=results, error=error)
 

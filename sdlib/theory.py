@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "DegenerateAlphaWarning",
+    "check_lam",
     "alpha_sequence",
     "eta",
     "A_diag",
@@ -44,10 +46,14 @@ class DegenerateAlphaWarning(RuntimeWarning):
     """Eq. (16) has a zero denominator: every alpha gives the same validation predictions."""
 
 
-def _check_lam(lam: float) -> float:
-    lam_f = float(lam)
+def check_lam(lam: Any, name: str = "lam") -> float:
+    """``lam`` as a float, or ``ValueError`` naming ``name`` and the value unless finite and > 0."""
+    try:
+        lam_f = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}") from None
     if not np.isfinite(lam_f) or lam_f <= 0:
-        raise ValueError(f"lam must be a finite number > 0, got lam={lam!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={lam!r}")
     return lam_f
 
 
@@ -92,7 +98,7 @@ def eta(alphas: Sequence[float] | FloatArray, i: int, tau: int) -> float:
 def A_diag(d: ArrayLike, lam: float) -> FloatArray:
     """Diagonal of ``A = D (D + lam I)^-1`` (eq. 11), i.e. the eigenvalues of ``K (K + lam I)^-1``
     (eq. 9)."""
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     d = np.clip(np.asarray(d, dtype=float), 0.0, None)
     return d / (d + lam)
 
@@ -144,7 +150,7 @@ def B_diag_limit(d: ArrayLike, lam: float, alpha: float) -> FloatArray:
     The fixed point of eq. (12) is ``alpha a / (1 - (1 - alpha) a) = d / (d + lam / alpha)``; it is
     the limit for ``alpha in (0, 1]`` (Theorem 4.5) and the zero matrix for ``alpha = 0``.
     """
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     d = np.clip(np.asarray(d, dtype=float), 0.0, None)
     if alpha == 0:
         return np.zeros_like(d)
@@ -153,7 +159,7 @@ def B_diag_limit(d: ArrayLike, lam: float, alpha: float) -> FloatArray:
 
 def ratio_eq14(d_k: ArrayLike, d_j: ArrayLike, lam: float, tau: int, alpha: float) -> FloatArray:
     """Right-hand side of eq. (14): ``[B]_kk / [B]_jj`` for ``alpha = 1`` or ``alpha = 0``."""
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     base = (1.0 + lam / np.asarray(d_j, float)) / (1.0 + lam / np.asarray(d_k, float))
     if alpha == 1:
         return base
@@ -211,7 +217,7 @@ def alpha_star(y_val: ArrayLike, y1_val: ArrayLike, y0_val: ArrayLike) -> float:
 
 def limit_lam(lam: float, alpha: float) -> float:
     """Amplified regularisation ``lam / alpha`` of the limit, Theorem 4.5 / eq. (17)."""
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     if not 0 < alpha <= 1:
         raise ValueError(f"Theorem 4.5 needs alpha in (0, 1], got alpha={alpha!r}")
     return lam / alpha
