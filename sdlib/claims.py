@@ -1,140 +1,475 @@
-"""A notebook's ledger of the paper's numeric claims: each is checked, asserted, printed and glued.
+"""The claims ledger: every statement a chapter checks, with a verdict *derived* from a measured number.
 
-Every chapter of the book builds one :class:`Claims` and calls :meth:`Claims.check` once per claim.
-A claim that the paper makes and that holds is asserted to hold; a claim that does *not* reproduce
-is recorded with ``expect=False`` and asserted *not* to hold, so both outcomes are checked and a
-change in either direction fails the notebook. :meth:`Claims.glue` hands the table and the values
-to myst-nb, from which the reproduction report and the prose quote them (never retyped).
+A chapter builds one :class:`Claims` and records each statement with :meth:`Claims.check` (or
+:meth:`Claims.sensitivity`, :meth:`Claims.observe`). The caller passes what was *measured* and a
+:class:`Criterion` (``at_most(1e-9, why="float64 round-off")``); the ledger applies the criterion,
+derives the verdict and formats the measurement itself. There is no argument through which a verdict
+or a measured string could be typed in.
 
-Claims are asserted at the paper's parameters. With other parameters (``python -m sdlib run`` with
-``-p``/``-f`` sets the environment variable ``SDLIB_CLAIMS=report``) a notebook reports each claim's
-outcome and goes on: the paper's statements about its own example need not hold for another one.
+Kinds of claims (:data:`KINDS`):
 
-Printed lines carry the status and the tolerance, and values only as formatted by the caller, so
-that nbval can compare them across machines.
+``paper``
+    A statement the paper makes, tested at the paper's setting: ✓ or ✗. Only these can say that
+    the paper does not reproduce.
+``standin``
+    A statement of the paper tested in another setting than the paper's (``setting=`` is required,
+    e.g. Section 5 on a CPU stand-in): ✓, ✗ or ``inconclusive`` (an interval wider than the margin).
+``sensitivity``
+    A statement whose verdict depends on a reading the paper leaves open (a tolerance, the meaning
+    of "much less"): the criterion is applied at every value of the reading, and the ledger reports
+    the values where it holds.
+``observation``
+    Ours, beyond the paper: a measured number with no verdict.
+
+Modes (:data:`MODES`): in ``"assert"`` mode (the paper's parameters, the default) a claim whose
+verdict differs from ``expect`` raises :class:`ClaimFailed` after printing its line, so that the
+book cannot state an outcome that the computation no longer gives; in ``"report"`` mode (a chapter
+rerun with other parameters) every verdict is printed and recorded, and nothing raises. Every
+chapter has a ``claims_mode`` parameter; :mod:`sdlib.runner` sets it to ``"report"`` when other
+parameters change.
+
+Glue protocol (one place, imported by :mod:`sdlib.runner` and the book's extension): per claim the
+measured value is glued as :func:`value_key` and its verdict as :func:`status_key`; the chapter's
+ledger as JSON under :func:`ledger_key` and its HTML table under :func:`table_key`.
+
+Printed lines read ``✓ [paper] thm41.eq6: <statement> | measured 3.1e-16 | ≤ 1e-09 (why)``. The
+measured number changes in its last digits from one machine to the next, so nbval compares these
+lines with the number masked (see ``tests/nbval_sanitize.cfg``); the verdict, the key and the
+criterion are compared exactly.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Claim", "Claims", "ClaimFailed", "CLAIMS_MODE_ENV"]
+import numpy as np
 
-#: Environment variable: "assert" (default) or "report" (set by the runner for changed parameters).
-CLAIMS_MODE_ENV = "SDLIB_CLAIMS"
+__all__ = [
+    "KINDS",
+    "MODES",
+    "STATUS",
+    "Claim",
+    "ClaimFailed",
+    "Claims",
+    "Criterion",
+    "at_least",
+    "at_most",
+    "ci_within",
+    "equal_to",
+    "glue_prefixes",
+    "ledger_key",
+    "monotone",
+    "read_ledger",
+    "status_key",
+    "table_key",
+    "value_key",
+    "within",
+]
+
+KINDS = ("paper", "standin", "sensitivity", "observation")
+MODES = ("assert", "report")
+
+#: Verdict symbols. ``holds``/``fails`` for every kind with a verdict, ``inconclusive`` for stand-ins,
+#: ``depends`` for a sensitivity claim that holds for some readings only, ``none`` for observations.
+STATUS = {"holds": "✓", "fails": "✗", "inconclusive": "?", "depends": "◐", "none": "·"}
 
 
 class ClaimFailed(AssertionError):
-    """A claim did not come out as the notebook expected."""
+    """In assert mode, a claim's derived verdict is not the one the chapter expects."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Criteria
+
+
+def _fmt_number(x: Any, spec: str | None = None) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x)) if spec is None else format(int(x), spec)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if spec is not None:
+            return format(x, spec)
+        if x == 0.0 or not math.isfinite(x):
+            return str(x)
+        return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
+    return str(x)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A test applied to a measured value, with the reason for its threshold.
+
+    ``test(value)`` returns ``"holds"``, ``"fails"`` or ``"inconclusive"``; ``summary(value)`` is
+    the number the verdict rests on (the largest error, the worst step change), printed as the
+    measurement; ``text`` states the test (``"≤ 1e-09"``) and ``why`` the reason in a few words.
+    """
+
+    text: str
+    why: str
+    test: Callable[[Any], str]
+    summary: Callable[[Any], Any] = lambda v: v
+    fmt: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.text} ({self.why})" if self.why else self.text
+
+    def measure(self, value: Any) -> tuple[str, Any]:
+        """``(verdict, summary value)`` for a measured value; NaN never holds."""
+        s = self.summary(value)
+        if isinstance(s, (float, np.floating)) and not math.isfinite(float(s)):
+            return "fails", s
+        return self.test(value), s
+
+    def format(self, summary: Any) -> str:
+        if isinstance(summary, tuple):
+            return "[" + ", ".join(_fmt_number(x, self.fmt) for x in summary) + "]"
+        return _fmt_number(summary, self.fmt)
+
+
+def _check_why(why: str) -> str:
+    if not isinstance(why, str) or not why.strip():
+        raise ValueError("a criterion needs why=: a few words on why its threshold is what it is")
+    return why.strip()
+
+
+def _verdict(ok: bool) -> str:
+    return "holds" if ok else "fails"
+
+
+def at_most(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
+    """The measured value (a number, or the largest entry of an array) is ``<= limit``."""
+    limit = float(limit)
+    return Criterion(f"≤ {_fmt_number(limit)}", _check_why(why), lambda v: _verdict(_max(v) <= limit), _max, fmt)
+
+
+def at_least(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
+    """The measured value (a number, or the smallest entry of an array) is ``>= limit``."""
+    limit = float(limit)
+    return Criterion(f"≥ {_fmt_number(limit)}", _check_why(why), lambda v: _verdict(_min(v) >= limit), _min, fmt)
+
+
+def within(low: float, high: float, *, why: str, fmt: str | None = None) -> Criterion:
+    """Every entry of the measured value lies in ``[low, high]``; prints the entry farthest out."""
+    low, high = float(low), float(high)
+    if not low <= high:
+        raise ValueError(f"within needs low <= high, got low={low!r}, high={high!r}")
+    mid = (low + high) / 2
+
+    def worst(v: Any) -> float:
+        a = np.asarray(v, dtype=float).ravel()
+        if a.size == 0:
+            return float("nan")
+        return float(a[np.argmax(np.abs(a - mid))])
+
+    return Criterion(f"in [{_fmt_number(low)}, {_fmt_number(high)}]", _check_why(why),
+                     lambda v: _verdict(low <= worst(v) <= high), worst, fmt)
+
+
+def equal_to(target: int, *, why: str) -> Criterion:
+    """An integer count (of steps, of sign changes, of factorisations) equals ``target`` exactly."""
+    target = int(target)
+
+    def count(v: Any) -> int:
+        return int(v)
+
+    return Criterion(f"= {target}", _check_why(why), lambda v: _verdict(count(v) == target), count)
+
+
+def monotone(direction: str, *, strict: bool = True, tol: float = 0.0, axis: int = 0, why: str,
+             fmt: str | None = None) -> Criterion:
+    """The measured array changes in one ``direction`` ("increasing"/"decreasing") along ``axis``.
+
+    The summary is the worst consecutive change in the wrong direction: for ``"decreasing"`` the
+    largest ``x[t+1] - x[t]``, which must be ``< -tol`` (strict) or ``<= tol`` (not strict).
+    """
+    if direction not in ("increasing", "decreasing"):
+        raise ValueError(f"direction must be 'increasing' or 'decreasing', got direction={direction!r}")
+    sign = 1.0 if direction == "decreasing" else -1.0
+
+    def worst(v: Any) -> float:
+        a = np.asarray(v, dtype=float)
+        if a.shape[axis] < 2:
+            return float("nan")
+        return float(np.max(sign * np.diff(a, axis=axis)))
+
+    def test(v: Any) -> str:
+        w = worst(v)
+        return _verdict(w < -tol if strict else w <= tol)
+
+    word = ("strictly " if strict else "") + direction + (f" (tolerance {_fmt_number(tol)})" if tol else "")
+    label = "largest step increase" if direction == "decreasing" else "smallest step increase"
+    return Criterion(f"{word}; measured: {label}", _check_why(why), test, lambda v: sign * worst(v), fmt)
+
+
+def ci_within(margin: float, *, why: str, fmt: str | None = None) -> Criterion:
+    """A confidence interval ``(low, high)`` of a difference lies within ``±margin``.
+
+    ``holds`` when it does; ``inconclusive`` when the interval is wider than the margin band
+    (``high - low > 2 margin``: the data cannot decide); ``fails`` otherwise (a narrow interval
+    that leaves the band).
+    """
+    margin = float(margin)
+    if not margin > 0:
+        raise ValueError(f"ci_within needs margin > 0, got margin={margin!r}")
+
+    def test(v: Any) -> str:
+        lo, hi = (float(x) for x in v)
+        if -margin <= lo and hi <= margin:
+            return "holds"
+        if hi - lo > 2 * margin:
+            return "inconclusive"
+        return "fails"
+
+    return Criterion(f"interval within ±{_fmt_number(margin)}", _check_why(why), test,
+                     lambda v: tuple(float(x) for x in v), fmt)
+
+
+def _max(v: Any) -> float:
+    a = np.asarray(v, dtype=float)
+    return float(np.max(a)) if a.size else float("nan")
+
+
+def _min(v: Any) -> float:
+    a = np.asarray(v, dtype=float)
+    return float(np.min(a)) if a.size else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# Glue keys: defined here only.
+
+
+def value_key(prefix: str, key: str) -> str:
+    """Glue key of a claim's measured value (e.g. ``thm41_eq6``)."""
+    return f"{prefix}_{key}"
+
+
+def status_key(prefix: str, key: str) -> str:
+    """Glue key of a claim's verdict symbol (e.g. ``thm41_eq6_status``)."""
+    return f"{prefix}_{key}_status"
+
+
+def ledger_key(prefix: str) -> str:
+    """Glue key of a chapter's whole ledger, a JSON list of claim records."""
+    return f"{prefix}__ledger"
+
+
+def table_key(prefix: str) -> str:
+    """Glue key of a chapter's HTML claims table (pasted into the reproduction report)."""
+    return f"{prefix}_claims"
+
+
+def glue_prefixes(keys: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """The chapter prefixes whose ledgers a set of glue keys holds."""
+    suffix = ledger_key("")
+    return sorted(k[: -len(suffix)] for k in keys if k.endswith(suffix) and len(k) > len(suffix))
+
+
+def read_ledger(value: Any) -> list[dict[str, Any]]:
+    """A glued ledger (JSON text, possibly still wrapped in quotes, or a list) as claim records."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "'\"" and text[-1:] == text[:1]:
+            import ast
+
+            text = ast.literal_eval(text)
+        return json.loads(text)
+    raise ValueError(f"not a claims ledger: {type(value).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The ledger
 
 
 @dataclass
 class Claim:
+    """One recorded claim; ``verdict`` is derived, never passed in."""
+
     key: str
+    kind: str
     statement: str
     where: str
+    verdict: str
     measured: str
     criterion: str
-    passed: bool
-    expect: bool = True
+    setting: str = ""
+    value: Any = None
+    readings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "✓" if self.passed else "✗"
+        return STATUS[self.verdict]
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-able record (for the glued ledger and ``results.json``)."""
+        return {
+            "key": self.key, "kind": self.kind, "statement": self.statement, "where": self.where,
+            "verdict": self.verdict, "status": self.status, "measured": self.measured,
+            "criterion": self.criterion, "setting": self.setting, "value": _jsonable(self.value),
+            "readings": self.readings,
+        }
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.generic,)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist()) if x.size <= 64 else None
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)
 
 
 @dataclass
 class Claims:
-    """The claims of one chapter; ``prefix`` (e.g. ``"thm41"``) namespaces the glue keys."""
+    """The claims of one chapter; ``prefix`` (e.g. ``"thm41"``) namespaces its glue keys.
+
+    ``mode`` is the chapter's ``claims_mode`` parameter: ``"assert"`` or ``"report"``.
+    """
 
     prefix: str
     chapter: str = ""
+    mode: str = "assert"
     items: list[Claim] = field(default_factory=list)
 
-    def check(
-        self,
-        key: str,
-        statement: str,
-        passed: bool,
-        *,
-        measured: Any = "",
-        criterion: str = "",
-        where: str = "",
-        expect: bool = True,
-        value: Any = None,
-    ) -> None:
-        """Record one claim and assert that ``passed == expect``.
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"claims_mode must be one of {MODES}, got claims_mode={self.mode!r}")
+        if not self.prefix.isidentifier():
+            raise ValueError(f"prefix must be an identifier, got prefix={self.prefix!r}")
 
-        ``statement`` is the paper's claim in words, ``where`` its place (``"eq. (6)"``),
-        ``measured`` what this notebook found (already formatted, or a number) and ``criterion``
-        the test applied (``"max rel. error <= 1e-9"``). ``value`` (default ``measured``) is
-        glued as ``{prefix}_{key}``. Returns None, so that a notebook cell ending in ``check(...)``
-        displays nothing beyond the status line (nbval compares that output).
+    # -- recording
+    def check(self, key: str, statement: str, *, where: str, measured: Any, criterion: Criterion,
+              kind: str = "paper", setting: str = "", expect: str = "holds") -> Claim:
+        """Record a ``paper`` or ``standin`` claim: the verdict is ``criterion`` applied to ``measured``.
+
+        ``expect`` is the verdict the chapter's prose was written for at its default parameters
+        (``"holds"``, ``"fails"`` or, for stand-ins, ``"inconclusive"``); in assert mode another
+        verdict raises :class:`ClaimFailed` after the line is printed.
         """
-        if any(c.key == key for c in self.items):
-            raise ValueError(f"claim key {key!r} is used twice in {self.prefix}")
-        claim = Claim(
-            key=key,
-            statement=statement,
-            where=where,
-            measured=_fmt(measured),
-            criterion=criterion,
-            passed=bool(passed),
-            expect=expect,
-        )
-        claim._value = measured if value is None else value  # type: ignore[attr-defined]
+        if kind not in ("paper", "standin"):
+            raise ValueError(f"check() records kind 'paper' or 'standin', got kind={kind!r}; use "
+                             "sensitivity() or observe() for the others")
+        if kind == "standin" and not setting:
+            raise ValueError("a 'standin' claim needs setting=: the setting it was tested in")
+        if not isinstance(criterion, Criterion):
+            raise TypeError(f"criterion must be a Criterion (at_most, at_least, ...), got {criterion!r}")
+        allowed = ("holds", "fails", "inconclusive") if kind == "standin" else ("holds", "fails")
+        if expect not in allowed:
+            raise ValueError(f"expect must be one of {allowed} for kind={kind!r}, got expect={expect!r}")
+        verdict, summary = criterion.measure(measured)
+        claim = Claim(key, kind, statement, where, verdict, criterion.format(summary), criterion.describe(),
+                      setting=setting, value=summary)
+        return self._add(claim, expect)
+
+    def sensitivity(self, key: str, statement: str, *, where: str, reading: str, values: Sequence[Any],
+                    measured: Sequence[Any], criterion: Criterion) -> Claim:
+        """Record a ``sensitivity`` claim: ``criterion`` applied at every value of the open ``reading``.
+
+        ``values`` are the readings (e.g. tolerances) and ``measured`` the measurement at each. The
+        verdict is ✓ when the statement holds at every reading, ✗ at none, ◐ for some; the printed
+        measurement names the readings where it holds. Nothing is asserted: which reading is meant
+        is the open question.
+        """
+        if len(values) != len(measured) or not len(values):
+            raise ValueError(f"values and measured must be non-empty and of one length, got "
+                             f"{len(values)} and {len(measured)}")
+        readings = []
+        for v, m in zip(values, measured, strict=True):
+            verdict, summary = criterion.measure(m)
+            readings.append({"reading": _jsonable(v), "measured": criterion.format(summary),
+                             "holds": verdict == "holds"})
+        held = [r for r in readings if r["holds"]]
+        verdict = "holds" if len(held) == len(readings) else ("fails" if not held else "depends")
+        where_held = ", ".join(_fmt_number(r["reading"]) for r in held) or "none"
+        measured_text = f"holds for {reading} = {where_held} of " + ", ".join(
+            f"{_fmt_number(r['reading'])} ({r['measured']})" for r in readings)
+        claim = Claim(key, "sensitivity", statement, where, verdict, measured_text, criterion.describe(),
+                      setting=f"reading: {reading}", value=[r["holds"] for r in readings], readings=readings)
+        return self._add(claim, None)
+
+    def observe(self, key: str, statement: str, *, where: str, measured: Any, fmt: str | None = None,
+                setting: str = "") -> Claim:
+        """Record an ``observation`` (ours, beyond the paper): a measured value, no verdict."""
+        summary = measured if not isinstance(measured, np.ndarray) else float(np.max(measured))
+        claim = Claim(key, "observation", statement, where, "none", _fmt_number(summary, fmt), "", setting=setting,
+                      value=summary)
+        return self._add(claim, None)
+
+    def _add(self, claim: Claim, expect: str | None) -> Claim:
+        if not claim.key.isidentifier():
+            raise ValueError(f"claim key must be an identifier, got key={claim.key!r}")
+        if any(c.key == claim.key for c in self.items):
+            raise ValueError(f"claim key {claim.key!r} is used twice in {self.prefix}")
         self.items.append(claim)
-        print(f"{claim.status} {self.prefix}.{key}: {statement} [{criterion}]")
-        if claim.passed != expect:
-            if os.environ.get(CLAIMS_MODE_ENV, "assert") == "report":
-                print(f"  (at the paper's parameters this claim is expected to {'hold' if expect else 'fail'}; "
-                      "not asserted because the parameters were changed)")
-                return
-            raise ClaimFailed(
-                f"{self.prefix}.{key}: expected the claim to {'hold' if expect else 'fail'}, "
-                f"but it {'holds' if claim.passed else 'fails'} (measured {claim.measured}; "
-                f"{criterion})"
-            )
+        print(self.line(claim))
+        if expect is not None and claim.verdict != expect:
+            note = (f"{self.prefix}.{claim.key}: the chapter was written for the verdict '{expect}', "
+                    f"derived '{claim.verdict}' (measured {claim.measured}; {claim.criterion})")
+            if self.mode == "assert":
+                raise ClaimFailed(note)
+            print(f"  note: {note}; reported, not asserted (claims_mode='report')")
+        return claim
+
+    def line(self, claim: Claim) -> str:
+        """The printed line of a claim (nbval compares it, with the number masked)."""
+        head = f"{claim.status} [{claim.kind}] {self.prefix}.{claim.key}: {claim.statement}"
+        tail = f" | measured {claim.measured}"
+        if claim.criterion:
+            tail += f" | {claim.criterion}"
+        if claim.setting and claim.kind == "standin":
+            tail += f" | setting: {claim.setting}"
+        return head + tail
+
+    # -- reading
+    def __getitem__(self, key: str) -> Claim:
+        for c in self.items:
+            if c.key == key:
+                return c
+        raise KeyError(f"no claim {key!r} in {self.prefix}")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per kind, how many claims have each verdict."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.items:
+            out.setdefault(c.kind, {}).setdefault(c.verdict, 0)
+            out[c.kind][c.verdict] += 1
+        return out
 
     def table(self):  # type: ignore[no-untyped-def]
         """The claims as a :class:`pandas.DataFrame` (one row each), for the reproduction report."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {
-                    "claim": c.statement,
-                    "where": c.where,
-                    "measured": c.measured,
-                    "criterion": c.criterion,
-                    "reproduces": c.status,
-                    "chapter": self.chapter,
-                }
-                for c in self.items
-            ]
-        )
+        return pd.DataFrame([
+            {"claim": c.statement, "kind": c.kind + (f" ({c.setting})" if c.kind == "standin" else ""),
+             "where": c.where, "measured": c.measured, "criterion": c.criterion, "verdict": c.status}
+            for c in self.items
+        ])
+
+    def ledger(self) -> list[dict[str, Any]]:
+        return [{**c.record(), "chapter": self.chapter, "prefix": self.prefix} for c in self.items]
 
     def glue(self) -> None:
-        """Glue ``{prefix}_claims`` (the table) and ``{prefix}_{key}``/``_status`` per claim."""
+        """Glue the table, the ledger (JSON) and each claim's value and verdict (see the keys above)."""
         from myst_nb import glue
 
         table = self.table().style.hide(axis="index").format(escape="html")
-        glue(f"{self.prefix}_claims", table, display=False)
+        glue(table_key(self.prefix), table, display=False)
+        glue(ledger_key(self.prefix), json.dumps(self.ledger(), ensure_ascii=False), display=False)
         for c in self.items:
-            value = c._value  # type: ignore[attr-defined]
+            value = c.value
             if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
                 value = value.item()  # numpy scalars: myst-nb's format specs need a plain repr
-            glue(f"{self.prefix}_{c.key}", value, display=False)
-            glue(f"{self.prefix}_{c.key}_status", c.status, display=False)
-
-    @property
-    def all_passed(self) -> bool:
-        return all(c.passed for c in self.items)
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
+            glue(value_key(self.prefix, c.key), value, display=False)
+            glue(status_key(self.prefix, c.key), c.status, display=False)

@@ -31,6 +31,10 @@ from scipy import linalg, optimize
 from sdlib.kernels import kernel_matrix
 
 __all__ = [
+    "FitCounter",
+    "algorithm1_refits",
+    "grid_search_refits",
+    "rel_err",
     "feature_map",
     "solve_problem1",
     "distill_refits",
@@ -169,3 +173,87 @@ def alpha_star_numerical(
         out.append(a)
         y_prev = Phi @ solve_problem1(Phi, y, y_prev, a, lam)
     return np.array(out)
+
+
+def rel_err(a: ArrayLike, b: ArrayLike) -> float:
+    """Largest entry of ``|a - b|`` relative to the largest entry of ``|b|`` (the yardstick)."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_err needs arrays of one shape, got {a.shape} and {b.shape}")
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
+class FitCounter:
+    """:func:`solve_problem1` (problem (1) in the primal) that counts how often it is called."""
+
+    def __init__(self) -> None:
+        self.fits = 0
+
+    def __call__(
+        self, Phi: FloatArray, y1: FloatArray, y2: FloatArray, alpha: float, lam: float
+    ) -> FloatArray:
+        self.fits += 1
+        return solve_problem1(Phi, y1, y2, alpha, lam)
+
+
+def algorithm1_refits(
+    Phi: FloatArray,
+    Phi_val: FloatArray,
+    y: ArrayLike,
+    y_val: ArrayLike,
+    lam: float,
+    tau: int,
+    fit: FitCounter | None = None,
+    clip: bool = False,
+) -> tuple[FloatArray, FloatArray]:
+    """Algorithm 1 carried out with refits of problem (1): ``(alpha*(2..tau), validation preds of step tau)``.
+
+    Each step fits the ``alpha = 0`` student, takes eq. (16) of its validation predictions, and
+    refits with ``alpha*``: ``2(tau - 1) + 1`` calls of ``fit`` in all.
+    """
+    from sdlib.theory import alpha_star  # the formula under test: eq. (16) itself
+
+    fit = FitCounter() if fit is None else fit
+    y = np.asarray(y, float)
+    y_val = np.asarray(y_val, float)
+    beta = fit(Phi, y, y, 1.0, lam)  # step 1 (any alpha^(1))
+    y_prev, val1 = Phi @ beta, Phi_val @ beta
+    val, alphas = val1, []
+    for _ in range(2, tau + 1):
+        beta0 = fit(Phi, y, y_prev, 0.0, lam)
+        a = alpha_star(y_val, val1, Phi_val @ beta0)
+        a = float(np.clip(a, 0.0, 1.0)) if clip else a
+        beta = fit(Phi, y, y_prev, a, lam)
+        y_prev, val = Phi @ beta, Phi_val @ beta
+        alphas.append(a)
+    return np.array(alphas), val
+
+
+def grid_search_refits(
+    Phi: FloatArray,
+    Phi_val: FloatArray,
+    y: ArrayLike,
+    y_val: ArrayLike,
+    lam: float,
+    alphas: Sequence[float] | FloatArray,
+    tau: int,
+    fit: FitCounter | None = None,
+) -> tuple[float, float]:
+    """Best fixed alpha on a grid for ``tau`` steps by refits: ``(alpha, validation MSE)``.
+
+    One shared first fit, then ``tau - 1`` refits per grid value: ``g(tau - 1) + 1`` calls of ``fit``.
+    """
+    fit = FitCounter() if fit is None else fit
+    y = np.asarray(y, float)
+    y_val = np.asarray(y_val, float)
+    beta1 = fit(Phi, y, y, 1.0, lam)
+    best = (float("nan"), float("inf"))
+    for a in alphas:
+        y_prev, beta = Phi @ beta1, beta1
+        for _ in range(2, tau + 1):
+            beta = fit(Phi, y, y_prev, float(a), lam)
+            y_prev = Phi @ beta
+        err = float(np.mean((y_val - Phi_val @ beta) ** 2))
+        best = (float(a), err) if err < best[1] else best
+    return best

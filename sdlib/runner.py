@@ -9,8 +9,13 @@ names, and never checks types), executes it with papermill and writes into OUTDI
 - ``figures/*.png``: every image the notebook displayed, named by cell index, and every glued image,
 - ``results.json``: ``{"notebook", "status", "parameters", "results", "claims", "figures",
   "provenance"}``; ``results`` holds every value the notebook glued (myst-nb ``glue``), decoded to
-  numbers and strings where possible, ``claims`` the status (✓/✗) of each claim of
-  :class:`sdlib.claims.Claims`, ``provenance`` the block of :func:`sdlib.provenance.provenance`.
+  numbers and strings where possible, ``claims`` every record of the chapter's claims ledger
+  (:class:`sdlib.claims.Claims`: kind, verdict, measured value, criterion), ``provenance`` the block
+  of :func:`sdlib.provenance.provenance`.
+
+Claims are asserted only at the paper's parameters: when any other parameter differs from its
+default and ``claims_mode`` is not given, the runner sets the chapter's ``claims_mode`` parameter to
+``"report"`` (the paper's statements about its own example need not hold for another one).
 
 Every file is written under a temporary name and renamed when whole.
 
@@ -38,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdlib.claims import CLAIMS_MODE_ENV
+from sdlib import claims as claims_api
 from sdlib.provenance import file_mode, provenance, write_bytes_atomic, write_json_atomic
 
 __all__ = [
@@ -251,6 +256,9 @@ def validate_parameters(params: Mapping[str, Parameter], values: Mapping[str, An
             raise ParameterError(
                 f"parameter {name!r} of {notebook}: value {value!r} has type {type(value).__name__}, "
                 f"expected {p.type_name} (default {p.default!r})")
+        if name == "claims_mode" and value not in claims_api.MODES:
+            raise ParameterError(
+                f"parameter 'claims_mode' of {notebook}: value {value!r} is not one of {claims_api.MODES}")
         out[name] = float(value) if isinstance(p.default, float) else value
     return out
 
@@ -310,13 +318,15 @@ def extract_glue(nb: Any) -> dict[str, Any]:
     return out
 
 
-def _claims(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    claims = {}
-    for key, status in results.items():
-        if key.endswith("_status") and status in ("✓", "✗"):
-            base = key[: -len("_status")]
-            claims[base] = {"status": status, "value": results.get(base)}
-    return claims
+def _claims(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every claim record of the chapters' ledgers glued in ``results``."""
+    out: list[dict[str, Any]] = []
+    for prefix in claims_api.glue_prefixes(results):
+        try:
+            out.extend(claims_api.read_ledger(results[claims_api.ledger_key(prefix)]))
+        except ValueError:
+            continue
+    return out
 
 
 def extract_figures(nb: Any, folder: str | Path) -> list[Path]:
@@ -399,10 +409,13 @@ def run_notebook(
     status, error, error_tb = "ok", None, None
     executed = None
     # The paper's claims are asserted at the paper's parameters only; with other parameters the
-    # notebook reports each claim's outcome instead of stopping at the first that differs.
-    changed = sorted(k for k, v in overrides.items() if v != params[k].default)
-    saved_mode = os.environ.get(CLAIMS_MODE_ENV)
-    os.environ[CLAIMS_MODE_ENV] = "report" if changed else "assert"
+    # notebook reports each claim's verdict instead of stopping at the first that differs.
+    changed = sorted(k for k, v in overrides.items() if v != params[k].default and k != "claims_mode")
+    if "claims_mode" in params and "claims_mode" not in overrides and changed:
+        overrides["claims_mode"] = "report"
+    claims_mode = overrides.get("claims_mode", params["claims_mode"].default if "claims_mode" in params else None)
+    if claims_mode is not None:
+        effective["claims_mode"] = claims_mode
     try:
         executed = papermill.execute_notebook(
             nb,
@@ -421,11 +434,6 @@ def run_notebook(
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
         error_tb = traceback.format_exc()
-    finally:
-        if saved_mode is None:
-            os.environ.pop(CLAIMS_MODE_ENV, None)
-        else:
-            os.environ[CLAIMS_MODE_ENV] = saved_mode
     seconds = time.perf_counter() - t0
 
     if executed is None and tmp.exists() and tmp.stat().st_size > 0:
@@ -447,7 +455,7 @@ def run_notebook(
         "status": status,
         "parameters": effective,
         "overrides": overrides,
-        "claims_mode": "report" if changed else "assert",
+        "claims_mode": claims_mode,
         "results": results,
         "claims": _claims(results),
         "figures": [str(p.relative_to(outdir)) for p in figures],

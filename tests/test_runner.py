@@ -47,6 +47,7 @@ kernel = "rbf"
 alphas = [0.1, 0.25]
 fail = False
 note = None
+claims_mode = "assert"
 ```
 
 ```{code-cell} ipython3
@@ -55,13 +56,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
-from sdlib.claims import Claims
+from sdlib.claims import Claims, at_least, at_most
 
 here = Path("data.txt").read_text().strip()   # relative to the notebook's folder
-claims = Claims("tiny", chapter="Tiny")
-claims.check("lam_positive", "lam is positive", lam > 0, measured=lam, criterion="lam > 0")
-claims.check("lam_negative", "lam is negative (a claim that does not hold)", lam < 0, measured=lam,
-             criterion="lam < 0", expect=False)
+claims = Claims("tiny", chapter="Tiny", mode=claims_mode)
+claims.check("lam_positive", "lam is positive", where="test", measured=lam,
+             criterion=at_least(1e-300, why="a ridge penalty"))
+claims.check("lam_negative", "lam is negative (a claim that does not hold)", where="test", measured=lam,
+             criterion=at_most(0.0, why="sign"), expect="fails")
 glue("tiny_twice_lam", 2 * lam, display=False)
 glue("tiny_steps", steps, display=False)
 glue("tiny_kernel", kernel, display=False)
@@ -106,9 +108,10 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_parameters_cell_is_parsed_with_types(tiny: Path) -> None:
     params = runner.notebook_parameters(tiny)
-    assert list(params) == ["lam", "steps", "kernel", "alphas", "fail", "note"]
+    assert list(params) == ["lam", "steps", "kernel", "alphas", "fail", "note", "claims_mode"]
     assert {n: p.type_name for n, p in params.items()} == {
-        "lam": "float", "steps": "int", "kernel": "str", "alphas": "list", "fail": "bool", "note": "any"}
+        "lam": "float", "steps": "int", "kernel": "str", "alphas": "list", "fail": "bool", "note": "any",
+        "claims_mode": "str"}
     assert params["alphas"].default == [0.1, 0.25]
     assert params["note"].default is None
 
@@ -252,15 +255,16 @@ def test_run_writes_notebook_figures_and_results(tiny: Path, tmp_path: Path) -> 
     assert doc["claims_mode"] == "report"  # parameters changed: claims reported, not asserted
     # -p wins over the file; the file wins over the defaults; the rest keep their defaults
     assert doc["parameters"] == {"lam": 0.75, "steps": 4, "kernel": "laplacian", "alphas": [0.5],
-                                 "fail": False, "note": None}
+                                 "fail": False, "note": None, "claims_mode": "report"}
     res = doc["results"]
     assert res["tiny_twice_lam"] == pytest.approx(1.5)
     assert res["tiny_steps"] == 4 and res["tiny_kernel"] == "laplacian" and res["tiny_alphas"] == [0.5]
     assert res["tiny_here"] == "beside the notebook"          # ran in the notebook's folder
     assert res["tiny_note"] is None and res["tiny_done"] is True
     assert "text/html" in res["tiny_claims"]
-    assert doc["claims"]["tiny_lam_positive"]["status"] == "✓"
-    assert doc["claims"]["tiny_lam_negative"]["status"] == "✗"
+    by_key = {c["key"]: c for c in doc["claims"]}
+    assert by_key["lam_positive"]["status"] == "✓" and by_key["lam_positive"]["kind"] == "paper"
+    assert by_key["lam_negative"]["status"] == "✗" and by_key["lam_negative"]["measured"] == "0.75"
     prov = doc["provenance"]
     for key in ("git_commit", "python", "packages", "device", "started", "seconds", "parameters"):
         assert key in prov
@@ -297,18 +301,15 @@ def test_failing_notebook_keeps_traceback_and_exits_1(tiny: Path, tmp_path: Path
     assert _leftovers(out) == []
 
 
-def test_claims_are_asserted_at_the_defaults_and_reported_otherwise(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    from sdlib.claims import CLAIMS_MODE_ENV, ClaimFailed, Claims
-
-    monkeypatch.delenv(CLAIMS_MODE_ENV, raising=False)
-    with pytest.raises(ClaimFailed, match="expected the claim to hold"):
-        Claims("t").check("a", "one is below zero", 1 < 0, criterion="1 < 0")
-    with pytest.raises(ClaimFailed, match="expected the claim to fail"):
-        Claims("t").check("b", "one is above zero", 1 > 0, expect=False)
-    monkeypatch.setenv(CLAIMS_MODE_ENV, "report")
-    claims = Claims("t")
-    claims.check("a", "one is below zero", 1 < 0, criterion="1 < 0")
-    assert claims.items[0].status == "✗" and not claims.all_passed
-    assert "not asserted because the parameters were changed" in capsys.readouterr().out
+def test_claims_mode_is_a_parameter_that_the_runner_sets(tiny: Path, tmp_path: Path) -> None:
+    """At the defaults the chapter asserts; with other parameters the runner passes claims_mode='report';
+    an explicit -p claims_mode wins, and a value outside ('assert', 'report') is refused before running."""
+    out = tmp_path / "defaults"
+    assert main(["run", str(tiny), "-o", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["claims_mode"] == "assert"
+    out2 = tmp_path / "forced"
+    assert main(["run", str(tiny), "-p", "lam", "-1", "-p", "claims_mode", "assert", "-o", str(out2),
+                 "--no-progress"]) == 1  # lam = -1 makes lam_positive fail, and assert mode stops there
+    doc = json.loads((out2 / "results.json").read_text())
+    assert doc["status"] == "failed" and "ClaimFailed" in doc["error"]
+    assert main(["run", str(tiny), "-p", "claims_mode", "loud", "-o", str(tmp_path / "bad"), "--no-progress"]) == 2

@@ -8,9 +8,9 @@ r"""Sphinx helpers for the companion book (loaded through ``sphinx.local_extensi
    from, and marks the page outdated whenever one of them is re-read.
 2. ``{sdlib-claims-summary}``: a directive whose content lists notebooks (one path a line, relative
    to the book's root); it becomes a table with, per chapter, the number of claims checked, how
-   many reproduce (✓) and how many do not (✗, see the errata), read from the notebooks' glue caches
-   (the ``{prefix}_{key}_status`` values that :meth:`sdlib.claims.Claims.glue` writes). Nothing in
-   it is typed by hand.
+   many of each kind (paper, stand-in, sensitivity, observation) have each verdict, read from the
+   chapters' glued ledgers (the glue keys are defined in :mod:`sdlib.claims`). Nothing in it is
+   typed by hand; only the ``paper`` columns can say that the paper does not reproduce.
 3. ``{sdlib-notebook-parameters}``: for each notebook listed in its content, a table of the
    parameters of its ``parameters`` cell (name, type, default), read with :mod:`sdlib.runner` when
    the page is read; the page is re-read whenever one of the notebooks changes.
@@ -124,45 +124,60 @@ def _glue_cache(app: Sphinx, docname: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf8"))
 
 
-def _plain(entry: dict[str, Any]) -> str:
-    text = entry.get("data", {}).get("text/plain", "")
-    return text.strip().strip("'\"")
-
-
 class FillClaimsSummary(SphinxPostTransform):
     """Replace each ``claims_summary`` node by its table (after the notebooks were executed)."""
 
     default_priority = 6
 
     def apply(self, **kwargs: Any) -> None:
+        from sdlib import claims as claims_api
+
         app = self.app
         for node in list(self.document.findall(claims_summary)):
             rows = []
             for doc in node["docs"]:
                 glue = _glue_cache(app, doc)
-                prefixes = [k[: -len("_claims")] for k in glue if k.endswith("_claims")]
+                prefixes = claims_api.glue_prefixes(glue)
                 if not prefixes:
-                    logger.warning(f"sdlib-claims-summary: no glued claims table in {doc!r}", location=node)
+                    logger.warning(f"sdlib-claims-summary: no glued claims ledger in {doc!r}", location=node)
                     continue
+                records = []
                 for prefix in prefixes:
-                    statuses = [_plain(v) for k, v in glue.items()
-                                if k.startswith(prefix + "_") and k.endswith("_status")]
-                    # The title node, not its text: chapter titles hold math, typeset by MathJax.
-                    title = self.env.titles.get(doc)
-                    title_nodes = [c.deepcopy() for c in title.children] if title is not None else [nodes.Text(doc)]
-                    rows.append((doc, title_nodes, len(statuses), statuses.count("✓"), statuses.count("✗")))
+                    entry = glue[claims_api.ledger_key(prefix)]
+                    records.extend(claims_api.read_ledger(entry.get("data", {}).get("text/plain", "")))
+                # The title node, not its text: chapter titles hold math, typeset by MathJax.
+                title = self.env.titles.get(doc)
+                title_nodes = [c.deepcopy() for c in title.children] if title is not None else [nodes.Text(doc)]
+                rows.append((doc, title_nodes, _count(records)))
             node.replace_self(_table(rows, self.env.docname, app))
 
 
-def _table(rows: list[tuple[str, list[nodes.Node], int, int, int]], fromdoc: str, app: Sphinx) -> nodes.table:
-    headers = ["Chapter", "Claims checked", "Reproduce ✓", "Do not reproduce ✗"]
+#: Columns of the summary: (header, kind, verdicts counted).
+SUMMARY_COLUMNS = (
+    ("Paper ✓", "paper", ("holds",)),
+    ("Paper ✗", "paper", ("fails",)),
+    ("Stand-in ✓", "standin", ("holds",)),
+    ("Stand-in ✗", "standin", ("fails",)),
+    ("Stand-in ?", "standin", ("inconclusive",)),
+    ("Sensitivity", "sensitivity", ("holds", "fails", "depends")),
+    ("Observations", "observation", ("none",)),
+)
+
+
+def _count(records: list[dict[str, Any]]) -> list[int]:
+    return [sum(1 for r in records if r.get("kind") == kind and r.get("verdict") in verdicts)
+            for _, kind, verdicts in SUMMARY_COLUMNS]
+
+
+def _table(rows: list[tuple[str, list[nodes.Node], list[int]]], fromdoc: str, app: Sphinx) -> nodes.table:
+    headers = ["Chapter", *(h for h, _, _ in SUMMARY_COLUMNS)]
     cells: list[list[nodes.Node | str]] = []
-    totals = [0, 0, 0]
-    for doc, title, n, ok, bad in rows:
+    totals = [0] * len(SUMMARY_COLUMNS)
+    for doc, title, counts in rows:
         ref = nodes.reference("", "", *title, internal=True,
                               refuri=app.builder.get_relative_uri(fromdoc, doc))
-        cells.append([nodes.paragraph("", "", ref), n, ok, bad])
-        totals = [totals[0] + n, totals[1] + ok, totals[2] + bad]
+        cells.append([nodes.paragraph("", "", ref), *counts])
+        totals = [t + c for t, c in zip(totals, counts, strict=True)]
     cells.append([nodes.paragraph("", "", nodes.strong(text=t))
                   for t in ["All chapters", *map(str, totals)]])
     return _simple_table(headers, cells, ["sdlib-claims-summary"])

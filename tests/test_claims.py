@@ -1,0 +1,131 @@
+"""The claims ledger derives every verdict from the measured value and the criterion.
+
+The point of the API: no verdict and no measured string can be typed in. A failing criterion prints
+✗ next to the real number, in assert mode (then raises) and in report mode (then goes on).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sdlib import claims as C
+from sdlib.claims import ClaimFailed, Claims, at_least, at_most, ci_within, equal_to, monotone, within
+
+
+def test_failing_check_prints_cross_with_the_real_number_in_report_mode(capsys: pytest.CaptureFixture) -> None:
+    ledger = Claims("t", mode="report")
+    claim = ledger.check("err", "the error is round-off", where="eq. (6)", measured=3.25e-3,
+                         criterion=at_most(1e-9, why="float64 round-off"))
+    out = capsys.readouterr().out
+    assert claim.verdict == "fails" and claim.status == "✗"
+    assert "✗ [paper] t.err" in out and "measured 0.00325" in out and "≤ 1.00e-09 (float64 round-off)" in out
+    assert "reported, not asserted" in out
+
+
+def test_failing_check_prints_cross_then_raises_in_assert_mode(capsys: pytest.CaptureFixture) -> None:
+    ledger = Claims("t")  # assert is the default
+    with pytest.raises(ClaimFailed, match=r"derived 'fails' \(measured 0.5"):
+        ledger.check("err", "small", where="x", measured=0.5, criterion=at_most(0.1, why="tolerance"))
+    assert "✗ [paper] t.err: small | measured 0.5 |" in capsys.readouterr().out
+
+
+def test_expected_failure_is_recorded_without_raising_and_holds_if_it_flips() -> None:
+    ledger = Claims("t")
+    c = ledger.check("fn7", "the paper's constant", where="fn. 7", measured=1.5,
+                     criterion=at_most(1e-9, why="round-off"), expect="fails")
+    assert c.status == "✗" and c.measured == "1.5"
+    with pytest.raises(ClaimFailed):  # the same statement now holding contradicts the errata prose
+        ledger.check("fn7b", "the paper's constant", where="fn. 7", measured=0.0,
+                     criterion=at_most(1e-9, why="round-off"), expect="fails")
+
+
+@pytest.mark.parametrize(("criterion", "value", "verdict", "shown"), [
+    (at_most(1.0, why="w"), [0.2, 0.9], "holds", "0.9"),
+    (at_most(1.0, why="w"), np.array([0.2, 1.5]), "fails", "1.5"),
+    (at_least(2.0, why="w"), [3.0, 2.5], "holds", "2.5"),
+    (at_least(2.0, why="w"), 1.0, "fails", "1"),
+    (within(0.0, 1.0, why="w"), [0.5, 1.2], "fails", "1.2"),
+    (within(0.0, 1.0, why="w"), [0.5, 0.9], "holds", "0.9"),
+    (equal_to(5, why="w"), 5, "holds", "5"),
+    (equal_to(5, why="w"), 6, "fails", "6"),
+    (at_most(1.0, why="w"), float("nan"), "fails", "nan"),
+])
+def test_criteria(criterion: C.Criterion, value: object, verdict: str, shown: str) -> None:
+    got, summary = criterion.measure(value)
+    assert got == verdict
+    assert criterion.format(summary) == shown
+
+
+def test_monotone_reports_the_worst_step() -> None:
+    dec = monotone("decreasing", why="Lemma 4.2")
+    verdict, worst = dec.measure(np.array([[1.0, 1.0], [0.5, 0.9], [0.4, 0.95]]))
+    assert verdict == "fails" and worst == pytest.approx(0.05)
+    assert dec.measure([3.0, 2.0, 1.5])[0] == "holds"
+    assert monotone("increasing", strict=False, why="w").measure([1, 1, 2])[0] == "holds"
+    assert monotone("increasing", why="w").measure([1, 1, 2])[0] == "fails"
+
+
+def test_ci_within_gives_three_verdicts() -> None:
+    crit = ci_within(0.01, why="seed spread")
+    assert crit.measure((-0.004, 0.006))[0] == "holds"
+    assert crit.measure((-0.05, 0.04))[0] == "inconclusive"  # wider than the band: cannot decide
+    assert crit.measure((0.012, 0.02))[0] == "fails"         # narrow and outside
+
+
+def test_standin_needs_its_setting_and_may_be_inconclusive() -> None:
+    ledger = Claims("s")
+    with pytest.raises(ValueError, match="setting"):
+        ledger.check("c", "comparable", where="Sec. 5", measured=(-0.1, 0.1), kind="standin",
+                     criterion=ci_within(0.01, why="w"))
+    c = ledger.check("c", "comparable", where="Sec. 5", measured=(-0.1, 0.1), kind="standin",
+                     setting="Fashion-MNIST, small CNN, CPU", criterion=ci_within(0.01, why="w"),
+                     expect="inconclusive")
+    assert c.status == "?" and c.measured == "[-0.1, 0.1]"
+
+
+def test_sensitivity_reports_the_readings_where_it_holds() -> None:
+    ledger = Claims("s")
+    c = ledger.sensitivity("fn10", "fewer than 10 steps suffice", where="fn. 10", reading="tolerance",
+                           values=[2e-2, 1e-2, 1e-3], measured=[8, 10, 16],
+                           criterion=at_most(9, why="'less than 10'"))
+    assert c.verdict == "depends" and c.status == "◐"
+    assert c.measured.startswith("holds for tolerance = 0.02 of")
+    assert [r["holds"] for r in c.readings] == [True, False, False]
+
+
+def test_observation_has_no_verdict() -> None:
+    c = Claims("o").observe("gap", "greedy vs grid", where="beyond the paper", measured=2e-4)
+    assert c.verdict == "none" and c.status == "·" and c.criterion == ""
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="claims_mode"):
+        Claims("t", mode="loud")
+    with pytest.raises(ValueError, match="why"):
+        at_most(1.0, why="")
+    with pytest.raises(TypeError, match="Criterion"):
+        Claims("t").check("k", "s", where="w", measured=1.0, criterion="<= 1")  # type: ignore[arg-type]
+    ledger = Claims("t")
+    ledger.check("k", "s", where="w", measured=1.0, criterion=at_most(2, why="w"))
+    with pytest.raises(ValueError, match="twice"):
+        ledger.check("k", "s", where="w", measured=1.0, criterion=at_most(2, why="w"))
+    with pytest.raises(ValueError, match="kind"):
+        ledger.check("k2", "s", where="w", measured=1.0, criterion=at_most(2, why="w"), kind="observation")
+
+
+def test_glue_protocol_round_trip() -> None:
+    ledger = Claims("thm41", chapter="Theorem 4.1", mode="report")
+    ledger.check("a", "s", where="w", measured=np.float64(0.25), criterion=at_most(1, why="w"))
+    ledger.check("b", "s", where="w", measured=2.0, criterion=at_most(1, why="w"))
+    ledger.observe("c", "ours", where="w", measured=np.array([1.0, 3.0]))
+    text = json.dumps(ledger.ledger(), ensure_ascii=False)
+    glued = {C.ledger_key("thm41"): repr(text), C.status_key("thm41", "a"): "✓", C.table_key("thm41"): {}}
+    assert C.glue_prefixes(glued) == ["thm41"]
+    records = C.read_ledger(glued[C.ledger_key("thm41")])
+    assert [(r["key"], r["kind"], r["status"]) for r in records] == [
+        ("a", "paper", "✓"), ("b", "paper", "✗"), ("c", "observation", "·")]
+    assert records[0]["value"] == 0.25 and records[1]["measured"] == "2"
+    assert ledger.counts() == {"paper": {"holds": 1, "fails": 1}, "observation": {"none": 1}}
