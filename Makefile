@@ -29,7 +29,7 @@ $(BOOK_STAMP): pyproject.toml
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml
-	$(call install,nn book dev)
+	$(call install,nn book dist lab dev)
 	@touch $@ $(BOOK_STAMP)
 
 venv: $(TEST_STAMP)
