@@ -374,28 +374,36 @@ class Claims:
         return self._add(claim, expect)
 
     def sensitivity(self, key: str, statement: str, *, where: str, reading: str, values: Sequence[Any],
-                    measured: Sequence[Any], criterion: Criterion) -> Claim:
-        """Record a ``sensitivity`` claim: ``criterion`` applied at every value of the open ``reading``.
+                    measured: Sequence[Any], criterion: Criterion | Callable[[Any], Criterion]) -> Claim:
+        """Record a ``sensitivity`` claim: a criterion applied at every value of the open ``reading``.
 
-        ``values`` are the readings (e.g. tolerances) and ``measured`` the measurement at each. The
-        verdict is ✓ when the statement holds at every reading, ✗ at none, ◐ for some; the printed
-        measurement names the readings where it holds. Nothing is asserted: which reading is meant
-        is the open question.
+        ``values`` are the readings (e.g. tolerances) and ``measured`` the measurement at each.
+        ``criterion`` is one :class:`Criterion` for every reading, or a function of the reading that
+        returns one (when the reading is itself the threshold: ``lambda r: at_most(r, why=...)``).
+        The verdict is ✓ when the statement holds at every reading, ✗ at none, ◐ for some; the
+        printed measurement names the readings where it holds. Nothing is asserted: which reading is
+        meant is the open question.
         """
         if len(values) != len(measured) or not len(values):
             raise ValueError(f"values and measured must be non-empty and of one length, got "
                              f"{len(values)} and {len(measured)}")
         readings = []
+        texts: list[str] = []
         for v, m in zip(values, measured, strict=True):
-            verdict, summary = criterion.measure(m)
-            readings.append({"reading": _jsonable(v), "measured": criterion.format(summary),
+            crit = criterion if isinstance(criterion, Criterion) else criterion(v)
+            if not isinstance(crit, Criterion):
+                raise TypeError(f"criterion must be a Criterion or return one, got {crit!r}")
+            if crit.describe() not in texts:
+                texts.append(crit.describe())
+            verdict, summary = crit.measure(m)
+            readings.append({"reading": _jsonable(v), "measured": crit.format(summary),
                              "holds": verdict == "holds"})
         held = [r for r in readings if r["holds"]]
         verdict = "holds" if len(held) == len(readings) else ("fails" if not held else "depends")
         where_held = ", ".join(_fmt_number(r["reading"]) for r in held) or "none"
         measured_text = f"holds for {reading} = {where_held} of " + ", ".join(
             f"{_fmt_number(r['reading'])} ({r['measured']})" for r in readings)
-        claim = Claim(key, "sensitivity", statement, where, verdict, measured_text, criterion.describe(),
+        claim = Claim(key, "sensitivity", statement, where, verdict, measured_text, "; ".join(texts),
                       setting=f"reading: {reading}", value=[r["holds"] for r in readings], readings=readings)
         return self._add(claim, None)
 

@@ -11,10 +11,18 @@ matplotlib is imported inside the functions, so ``import sdlib`` works without i
   per case, eigenvalues ascending (index ``k = 1..n``); markers rather than the paper's bars.
 * :func:`figure4` -- the ratios ``R_k^(tau) = [B^(tau)]_{k+1,k+1} / [B^(tau)]_{k,k}`` against
   ``k = 1..n-1``, one line per ``tau``, one panel per case.
+
+Two figures that are not in the paper illustrate statements of its Section 4.5 text:
+
+* :func:`alpha_tradeoff` -- against a grid of fixed ``alpha``: the change between consecutive steps
+  and the distance of the limit ``f(x, beta^(inf))`` to the first fit ``f(x, beta^(1))``;
+* :func:`gamma_sweep` -- how well the best of a few steps follows the noiseless function, against
+  the kernel parameter ``gamma`` on a log axis (the erratum on ``gamma = 1/80``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +32,7 @@ from numpy.typing import ArrayLike
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["figure2", "figure3", "figure4", "step_colors"]
+__all__ = ["alpha_tradeoff", "figure2", "figure3", "figure4", "gamma_sweep", "step_colors"]
 
 #: Size of one panel in inches (width, height); every figure uses it.
 PANEL = (4.6, 3.4)
@@ -127,19 +135,35 @@ def _panels(mapping: Mapping[str, ArrayLike], name: str) -> tuple[Any, list[Any]
     return fig, list(axes[0]), items
 
 
-def figure3(B_diags: Mapping[str, ArrayLike], *, log: bool = False) -> Figure:
+def figure3(
+    B_diags: Mapping[str, ArrayLike],
+    *,
+    log: bool = False,
+    limits: Mapping[str, ArrayLike] | None = None,
+) -> Figure:
     """Figure 3 of the paper: ``diag B^(tau)``, ``tau = 1..steps`` overlaid, one panel per case.
 
     ``B_diags`` maps a case's title (e.g. ``"(a) alpha = 0"``) to an array ``(steps, n)`` whose rows
     are the diagonals of ``B^(1..steps)`` with eigenvalues ascending (:meth:`B_diag`). The paper
     overlays bars, which hides a step whose values lie below a later one's (step-wise ``alpha*``
-    need not decrease); markers joined by thin lines keep every step visible.
+    need not decrease); markers joined by thin lines keep every step visible. ``limits`` maps some
+    of the same titles to the diagonal of the limit ``B^(inf)`` (``(n,)``, Theorem 4.5), drawn as a
+    dashed line.
     """
     fig, axes, items = _panels(B_diags, "B_diags")
+    limits = {} if limits is None else dict(limits)
+    unknown = sorted(set(limits) - {label for label, _ in items})
+    if unknown:
+        raise ValueError(f"limits has cases that B_diags lacks: {unknown}")
     for ax, (label, B) in zip(axes, items, strict=True):
         k = np.arange(1, B.shape[1] + 1)
         for tau, (row, c) in enumerate(zip(B, step_colors(B.shape[0]), strict=True), start=1):
             ax.plot(k, row, "o-", ms=4, lw=0.8, color=c, label=rf"$\tau={tau}$")
+        if label in limits:
+            lim = np.asarray(limits[label], dtype=float).ravel()
+            if lim.shape != k.shape:
+                raise ValueError(f"limits[{label!r}] has {lim.size} entries, B_diags has {k.size} per step")
+            ax.plot(k, lim, "--", color="crimson", lw=1.4, label=r"$\tau\to\infty$")
         ax.set_xlabel(r"index $k$ (eigenvalues $d_k$ ascending)")
         ax.set_ylabel(r"$[\mathbf{B}^{(\tau)}]_{k,k}$")
         ax.set_xticks(k)
@@ -168,4 +192,82 @@ def figure4(ratios: Mapping[str, ArrayLike]) -> Figure:
         ax.set_xticks(k)
         ax.set_title(label)
         ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def alpha_tradeoff(
+    alphas: ArrayLike,
+    step_changes: ArrayLike,
+    limit_distance: ArrayLike,
+    *,
+    mark: float | None = None,
+) -> Figure:
+    """Not a figure of the paper: the trade-off in ``alpha`` that Section 4.5 describes in words.
+
+    Left: ``step_changes`` ``(len(alphas), steps - 1)``, the size of ``f(., beta^(tau)) -
+    f(., beta^(tau-1))`` for ``tau = 2..steps``, one line per ``tau``, against a fixed ``alpha``.
+    Right: ``limit_distance`` ``(len(alphas),)``, the size of ``f(., beta^(inf)) - f(., beta^(1))``
+    (Theorem 4.5) against ``alpha``. ``mark`` draws a vertical line at one ``alpha`` (case (b)).
+    """
+    import matplotlib.pyplot as plt
+
+    alphas = np.asarray(alphas, dtype=float).ravel()
+    changes = _check_2d("step_changes", step_changes)
+    dist = np.asarray(limit_distance, dtype=float).ravel()
+    if changes.shape[0] != alphas.size or dist.size != alphas.size:
+        raise ValueError(f"step_changes {changes.shape} and limit_distance {dist.shape} need one row "
+                         f"per alpha ({alphas.size})")
+    fig, (ax_c, ax_l) = plt.subplots(1, 2, figsize=(PANEL[0] * 2, PANEL[1]))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
+    colors = step_colors(changes.shape[1] + 1)[1:]
+    for tau, (col, c) in enumerate(zip(changes.T, colors, strict=True), start=2):
+        ax_c.plot(alphas, col, "o-", ms=3, color=c, label=rf"$\tau={tau}$")
+    ax_c.set_ylabel(r"RMS of $f^{(\tau)} - f^{(\tau-1)}$")
+    ax_c.set_title("change between consecutive steps")
+    ax_c.legend(fontsize=7, ncol=2)
+    ax_l.plot(alphas, dist, "o-", ms=3, color="crimson")
+    ax_l.set_ylabel(r"RMS of $f^{(\infty)} - f^{(1)}$")
+    ax_l.set_title("distance of the limit to the first fit")
+    for ax in (ax_c, ax_l):
+        ax.set_xlabel(r"fixed weight $\alpha$")
+        if mark is not None:
+            ax.axvline(float(mark), color="0.5", ls=":", lw=1.2)
+    return fig
+
+
+def gamma_sweep(
+    gammas: ArrayLike,
+    explained: ArrayLike,
+    *,
+    marks: Mapping[str, float] | None = None,
+    thresholds: ArrayLike | None = None,
+) -> Figure:
+    """Not a figure of the paper: the share of a function's variance a fit explains, against ``gamma``.
+
+    ``explained`` ``(len(gammas),)`` is ``1 - MSE / mean(f^2)`` of the best of a few steps (the
+    caller says which); ``gammas`` are drawn on a log axis. ``marks`` maps labels to ``gamma``
+    values drawn as vertical lines (the paper's ``80`` and the text's ``1/80``); ``thresholds``
+    are drawn as horizontal dotted lines (the readings of "reproduces Figure 2").
+    """
+    import matplotlib.pyplot as plt
+
+    gammas = np.asarray(gammas, dtype=float).ravel()
+    explained = np.asarray(explained, dtype=float).ravel()
+    if gammas.shape != explained.shape:
+        raise ValueError(f"gammas {gammas.shape} and explained {explained.shape} must have one shape")
+    if np.any(gammas <= 0):
+        raise ValueError("gammas must be > 0 (log axis)")
+    fig, ax = plt.subplots(figsize=(PANEL[0] * 1.3, PANEL[1]))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
+    ax.semilogx(gammas, explained, "-", color="black", lw=1.5, label="best step")
+    for t in np.atleast_1d(np.asarray([] if thresholds is None else thresholds, dtype=float)):
+        ax.axhline(t, color="0.6", ls=":", lw=1)
+    colors = itertools.cycle(("crimson", "tab:blue", "tab:green", "tab:orange"))
+    for (label, g), c in zip((marks or {}).items(), colors, strict=False):
+        ax.axvline(float(g), color=c, ls="--", lw=1.2, label=label)
+    ax.set_xlabel(r"kernel parameter $\gamma$ in $e^{-\gamma\|x - x'\|^2}$")
+    ax.set_ylabel("share of the variance explained")
+    ax.set_ylim(min(0.0, float(np.min(explained))), 1.0)
+    ax.set_title(r"fit quality against $\gamma$")
+    ax.legend(fontsize=7)
     return fig

@@ -257,3 +257,237 @@ def grid_search_refits(
         err = float(np.mean((y_val - Phi_val @ beta) ** 2))
         best = (float(a), err) if err < best[1] else best
     return best
+
+
+def B_diag_refits(
+    X: ArrayLike,
+    lam: float,
+    alphas: Sequence[float] | FloatArray,
+    kernel: str = "rbf",
+    **params: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Eigenvalues ``d`` of ``K`` (ascending) and ``diag B^(1..tau)`` of eq. (10), by refits.
+
+    Self-distillation is linear in the targets and, by eq. (10), ``y^(tau) = V B^(tau) V^T y``
+    with ``K = V D V^T``. Distilling the eigenvectors themselves (the ``n`` columns of ``V`` as
+    ``n`` outputs) therefore gives ``V B^(tau)``, and ``V^T`` of it is ``B^(tau)``. ``alphas`` are
+    ``alpha^(2..tau)``; returns ``(d, B)`` with ``B`` of shape ``(tau, n)``.
+    """
+    X = np.asarray(X, float)
+    G = kernel_matrix(X, None, kernel, **params)
+    d, V = np.linalg.eigh((G + G.T) / 2)
+    _, VB = distill_refits(X, V, X[:0], lam, alphas, kernel, **params)
+    return d, np.array([np.diag(V.T @ VB_t) for VB_t in VB])
+
+
+def stepwise_grid_search_refits(
+    Phi: FloatArray,
+    Phi_val: FloatArray,
+    y: ArrayLike,
+    y_val: ArrayLike,
+    lam: float,
+    alphas: Sequence[float] | FloatArray,
+    tau: int,
+    fit: FitCounter | None = None,
+    share_prefixes: bool = True,
+) -> tuple[FloatArray, float, int]:
+    """Grid search over every sequence ``alpha^(2..tau)`` of grid values, by refits of problem (1).
+
+    The search of Section 4.3 "if alpha is not fixed across distillation steps": each of the
+    ``g^(tau - 1)`` sequences of the ``g`` grid values is scored by the validation MSE of its step
+    ``tau``. Returns ``(best alpha^(2..tau), its validation MSE, number of sequences scored)``; ties
+    go to the first sequence in lexicographic order of the grid.
+
+    With ``share_prefixes`` (depth first) sequences that begin alike share their refits:
+    ``1 + g + g^2 + ... + g^(tau - 1)`` calls of ``fit``. Without, every sequence is refitted from
+    the shared first fit: ``1 + (tau - 1) g^(tau - 1)`` calls.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, np.integer)) or tau < 2:
+        raise ValueError(f"tau must be an integer >= 2, got tau={tau!r}")
+    grid = [float(a) for a in np.asarray(alphas, float).ravel()]
+    if not grid:
+        raise ValueError("alphas must hold at least one grid value, got an empty grid")
+    fit = FitCounter() if fit is None else fit
+    y = np.asarray(y, float)
+    y_val = np.asarray(y_val, float)
+    beta1 = fit(Phi, y, y, 1.0, lam)
+    best_seq: tuple[float, ...] = ()
+    best_mse = float("inf")
+    n_scored = 0
+
+    def score(seq: tuple[float, ...], beta: FloatArray) -> None:
+        nonlocal best_seq, best_mse, n_scored
+        err = float(np.mean((y_val - Phi_val @ beta) ** 2))
+        n_scored += 1
+        if err < best_mse:
+            best_seq, best_mse = seq, err
+
+    def descend(prefix: tuple[float, ...], y_prev: FloatArray) -> None:
+        for a in grid:
+            beta = fit(Phi, y, y_prev, a, lam)
+            if len(prefix) + 1 == tau - 1:
+                score(prefix + (a,), beta)
+            else:
+                descend(prefix + (a,), Phi @ beta)
+
+    if share_prefixes:
+        descend((), Phi @ beta1)
+    else:
+        for seq in itertools.product(grid, repeat=tau - 1):
+            y_prev, beta = Phi @ beta1, beta1
+            for a in seq:
+                beta = fit(Phi, y, y_prev, a, lam)
+                y_prev = Phi @ beta
+            score(seq, beta)
+    return np.array(best_seq, float), best_mse, n_scored
+
+
+__all__ += ["B_diag_refits", "stepwise_grid_search_refits"]
+
+
+def objective_fn7(
+    Phi: FloatArray, beta: FloatArray, y1: FloatArray, y2: FloatArray, alpha: float, lam: float
+) -> float:
+    """Footnote 7's weighted-target objective ``L~``.
+
+    ``1/2 ||Phi beta - (alpha y1 + (1 - alpha) y2)||^2 + lam/2 ||beta||^2``.
+    """
+    t = alpha * np.asarray(y1, float) + (1 - alpha) * np.asarray(y2, float)
+    return float(0.5 * np.sum((Phi @ beta - t) ** 2) + lam / 2 * np.sum(np.asarray(beta) ** 2))
+
+
+def minimise_bfgs(
+    Phi: FloatArray, y1: FloatArray, y2: FloatArray, alpha: float, lam: float, objective: str = "eq1"
+) -> FloatArray:
+    """``argmin_beta`` of objective (1) (``objective="eq1"``) or of footnote 7's ``L~`` (``"fn7"``).
+
+    A numerical minimiser that uses no closed form: :func:`scipy.optimize.minimize` (BFGS, exact
+    gradient, gradient tolerance ``1e-12``) from ``beta = 0``, in the primal.
+    """
+    if objective not in ("eq1", "fn7"):
+        raise ValueError(f"objective must be 'eq1' or 'fn7', got objective={objective!r}")
+    y1 = np.asarray(y1, float)
+    y2 = np.asarray(y2, float)
+    t = alpha * y1 + (1 - alpha) * y2
+    if objective == "eq1":
+        def fun(beta: FloatArray) -> float:
+            return objective1(Phi, beta, y1, y2, alpha, lam)
+
+        def jac(beta: FloatArray) -> FloatArray:
+            f = Phi @ beta
+            return alpha * Phi.T @ (f - y1) + (1 - alpha) * Phi.T @ (f - y2) + lam * beta
+    else:
+        def fun(beta: FloatArray) -> float:
+            return objective_fn7(Phi, beta, y1, y2, alpha, lam)
+
+        def jac(beta: FloatArray) -> FloatArray:
+            return Phi.T @ (Phi @ beta - t) + lam * beta
+
+    res = optimize.minimize(fun, np.zeros(Phi.shape[1]), jac=jac, method="BFGS",
+                            options={"gtol": 1e-12, "maxiter": 10_000})
+    return np.asarray(res.x, float)
+
+
+def dual_refits(
+    K: ArrayLike,
+    y: ArrayLike,
+    lam: float,
+    alphas: Sequence[float] | FloatArray,
+    Kq: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """Eq. (5) step by step, as one computes it without Theorem 4.1: ``(Kq c^(tau), K c^(tau))``.
+
+    Every step solves ``(K + lam I) c^(tau) = alpha^(tau) y + (1 - alpha^(tau)) y^(tau-1)`` from
+    scratch with a dense solver (:func:`scipy.linalg.solve`, one Cholesky factorisation per step).
+    ``alphas`` are ``alpha^(2..tau)``; ``Kq = kappa(Xq, X)`` (default ``K``). Returns arrays of
+    shape ``(tau, m[, p])`` and ``(tau, n[, p])``.
+    """
+    K = np.asarray(K, float)
+    y = np.asarray(y, float)
+    Kq = K if Kq is None else np.asarray(Kq, float)
+    H = K + lam * np.eye(K.shape[0])
+    preds, trains = [], []
+    y_prev = y
+    for tau in range(len(alphas) + 1):
+        a = 1.0 if tau == 0 else float(alphas[tau - 1])
+        c = linalg.solve(H, a * y + (1 - a) * y_prev, assume_a="pos")
+        y_prev = K @ c
+        trains.append(y_prev)
+        preds.append(Kq @ c)
+    return np.array(preds), np.array(trains)
+
+
+def eq7_refits(
+    X: ArrayLike,
+    y: ArrayLike,
+    Xq: ArrayLike,
+    lam: float,
+    alphas: Sequence[float] | FloatArray,
+    kernel: str = "rbf",
+    **params: float,
+) -> FloatArray:
+    """Right-hand side of eq. (7) by refits, for ``tau = 2..len(alphas) + 1``: shape ``(tau - 1, m)``.
+
+    ``alpha^(tau) f(x, beta^(1)) + (1 - alpha^(tau)) f(x, beta^(tau)_{alpha=0})``, where
+    ``beta^(tau)_{alpha=0}`` refits step ``tau`` with ``alpha^(tau)`` replaced by 0 after the given
+    ``alpha^(2..tau-1)`` (two runs of :func:`distill_refits` per step).
+    """
+    alphas = [float(a) for a in alphas]
+    first, _ = distill_refits(X, y, Xq, lam, [], kernel, **params)
+    out = []
+    for tau in range(2, len(alphas) + 2):
+        zero, _ = distill_refits(X, y, Xq, lam, alphas[: tau - 2] + [0.0], kernel, **params)
+        a = alphas[tau - 2]
+        out.append(a * first[0] + (1 - a) * zero[-1])
+    return np.array(out)
+
+
+class FactorisationCounter:
+    """Counts the dense ``O(n^3)`` linear-algebra calls made inside a ``with`` block.
+
+    Wraps, for the duration of the block, the factorisations, general solves, inverses and
+    eigendecompositions of :mod:`scipy.linalg` and :mod:`numpy.linalg` listed in ``ROUTINES``
+    (triangular solves and products with a stored factor are not counted: they are ``O(n^2)``).
+    Calls made through the module attribute (``linalg.cho_factor(...)``,
+    ``np.linalg.solve(...)``) are counted, which is how :mod:`sdlib` and this module call them; a
+    name imported directly (``from scipy.linalg import solve``) before the block is not.
+    ``counts`` maps ``"scipy.linalg.cho_factor"`` etc. to the number of calls, ``total`` sums them.
+    """
+
+    ROUTINES = {
+        "scipy.linalg": ("cho_factor", "cholesky", "lu_factor", "lu", "solve", "inv", "eigh", "qr", "svd"),
+        "numpy.linalg": ("cholesky", "solve", "inv", "eigh", "qr", "svd", "lstsq"),
+    }
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._saved: list[tuple[object, str, object]] = []
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __enter__(self) -> FactorisationCounter:
+        modules = {"scipy.linalg": linalg, "numpy.linalg": np.linalg}
+        for mod_name, names in self.ROUTINES.items():
+            module = modules[mod_name]
+            for name in names:
+                original = getattr(module, name)
+                key = f"{mod_name}.{name}"
+                self.counts.setdefault(key, 0)
+
+                def counted(*args, _f=original, _key=key, **kwargs):  # type: ignore[no-untyped-def]
+                    self.counts[_key] += 1
+                    return _f(*args, **kwargs)
+
+                self._saved.append((module, name, original))
+                setattr(module, name, counted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        while self._saved:
+            module, name, original = self._saved.pop()
+            setattr(module, name, original)
+
+
+__all__ += ["objective_fn7", "minimise_bfgs", "dual_refits", "eq7_refits", "FactorisationCounter"]

@@ -7,7 +7,7 @@ Notation follows Borup & Andersen (2021), Section 4:
 * ``alphas`` is the sequence ``alpha^(2), ..., alpha^(tau)`` (step 1 is plain kernel ridge
   regression and has no weight), so it has ``tau - 1`` entries;
 * ``eta(i, tau) = prod_{j=i}^{tau} (1 - alpha^(j))`` (the extraction of the paper misprints the
-  index of the product; see ``NOTES.md``), with the empty product equal to one.
+  index of the product; see the book's *Conventions* page), with the empty product equal to one.
 
 Every function here is a direct transcription of one equation; the engine (:mod:`sdlib.krr`) uses
 the recursion (eq. 12) and these functions are the yardstick the notebooks check it against.
@@ -230,3 +230,90 @@ def convergence_rate(d: ArrayLike, lam: float, alpha: float) -> float:
     contracts by ``(1 - alpha) a_k`` per step and the slowest one sets the rate.
     """
     return float((1.0 - alpha) * np.max(A_diag(d, lam)))
+
+
+def eq6_path(K: ArrayLike, y: ArrayLike, lam: float, alphas: ArrayLike) -> FloatArray:
+    """Training predictions ``y^(1), ..., y^(tau)`` by eq. (6) of Theorem 4.1, term by term.
+
+    ``y^(tau) = (sum_{i=2}^{tau} alpha^(i) eta(i+1, tau) M^(tau-i+1) + eta(2, tau) M^tau) y`` with
+    ``M = K (K + lam I)^-1`` formed once and its powers by :func:`numpy.linalg.matrix_power`; no
+    recursion is used. ``alphas`` are ``alpha^(2..tau)``; returns shape ``(tau, n[, p])``.
+    """
+    lam = check_lam(lam)
+    K = np.asarray(K, dtype=float)
+    y = np.asarray(y, dtype=float)
+    a = np.asarray(alphas, dtype=float).reshape(-1)
+    # (K + lam I)^-1 K = K (K + lam I)^-1: both are functions of the symmetric K.
+    M = np.linalg.solve(K + lam * np.eye(K.shape[0]), K)
+    out = []
+    for tau in range(1, a.shape[0] + 2):
+        S = eta(a, 2, tau) * np.linalg.matrix_power(M, tau)
+        for i in range(2, tau + 1):
+            S = S + a[i - 2] * eta(a, i + 1, tau) * np.linalg.matrix_power(M, tau - i + 1)
+        out.append(S @ y)
+    return np.array(out)
+
+
+def eq13_path(
+    Kq: ArrayLike, d: ArrayLike, V: ArrayLike, y: ArrayLike, lam: float, alphas: ArrayLike, form: str = "printed"
+) -> FloatArray:
+    """Predictions ``f(x, beta^(1..tau))`` by the basis representation of eq. (13): ``(tau, m[, p])``.
+
+    ``f(x, beta^(tau)) = p(x)^T B^(tau) z`` with ``p(x) = D^-1 V^T kappa(x, X)`` and ``z = V^T y``;
+    ``Kq`` holds the rows ``kappa(x, X)^T``, ``K = V D V^T`` (eigenvectors in the columns of ``V``).
+
+    ``form="printed"`` is eq. (13) as printed, with ``D^-1``: undefined (``inf``/``nan``) when an
+    eigenvalue is zero. ``form="stable"`` uses ``D^-1 B^(tau) = (D + lam I)^-1 (alpha^(tau) I +
+    (1 - alpha^(tau)) B^(tau-1))`` (eq. 12, ``B^(0) = I``; ``(D + lam I)^-1`` at ``tau = 1``),
+    defined for every kernel matrix.
+    """
+    if form not in ("printed", "stable"):
+        raise ValueError(f"form must be 'printed' or 'stable', got form={form!r}")
+    lam = check_lam(lam)
+    d = np.asarray(d, dtype=float)
+    V = np.asarray(V, dtype=float)
+    a = np.asarray(alphas, dtype=float).reshape(-1)
+    z = V.T @ np.asarray(y, dtype=float)
+    KqV = np.asarray(Kq, dtype=float) @ V
+    B = B_diag_path(d, lam, a)
+    out = []
+    for tau in range(1, a.shape[0] + 2):
+        if form == "printed":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = B[tau - 1] / d
+        else:
+            T = np.ones_like(d) if tau == 1 else a[tau - 2] + (1.0 - a[tau - 2]) * B[tau - 2]
+            coef = T / (np.clip(d, 0.0, None) + lam)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out.append(KqV @ (coef[:, None] * z if z.ndim == 2 else coef * z))
+    return np.array(out)
+
+
+def mobahi_path(Gq: ArrayLike, G: ArrayLike, y0: ArrayLike, c: ArrayLike) -> FloatArray:
+    """Self-distillation without the ground truth in the closed form of Mobahi et al. (2020).
+
+    Round 0 fits ``y_0`` with regularisation ``c_0``; round ``t`` fits the previous round's
+    predictions on the training inputs with ``c_t``. With ``G = V D V^T`` (Gram matrix, eigenvectors
+    in the columns of ``V``) and ``g_x = kappa(x, X)`` (the rows of ``Gq``), round ``t`` predicts
+
+        ``f_t(x) = g_x^T V D^-1 (prod_{i=0}^{t} A_i) V^T y_0``,  ``A_i = D (D + c_i I)^-1``,
+
+    derived here from their setup: the form the paper's Section 4.2 says its eq. (13) generalises
+    (cited there as their eq. (47); that number and their notation are not verified here).
+    Returns ``f_0, ..., f_t`` at the rows of ``Gq``, shape ``(len(c), m)``. Needs ``G`` positive
+    definite (the ``D^-1``); every ``c_i`` finite and ``> 0``. Round ``t`` is the paper's step
+    ``tau = t + 1`` with ``alpha = 0`` and ``lam = c_i``.
+    """
+    cs = [check_lam(ci, "c") for ci in np.asarray(c, dtype=float).reshape(-1).tolist()]
+    if not cs:
+        raise ValueError("c must hold at least one regularisation c_0, got an empty sequence")
+    d, V = np.linalg.eigh(np.asarray(G, dtype=float))
+    if d[0] <= 0:
+        raise ValueError(f"G must be positive definite (D^-1), got smallest eigenvalue {d[0]!r}")
+    P = (np.asarray(Gq, dtype=float) @ V) / d
+    z = V.T @ np.asarray(y0, dtype=float)
+    prod = np.cumprod([d / (d + ci) for ci in cs], axis=0)
+    return np.array([P @ (prod_t * z) for prod_t in prod])
+
+
+__all__ += ["eq6_path", "eq13_path", "mobahi_path"]

@@ -129,3 +129,11 @@ def test_glue_protocol_round_trip() -> None:
         ("a", "paper", "✓"), ("b", "paper", "✗"), ("c", "observation", "·")]
     assert records[0]["value"] == 0.25 and records[1]["measured"] == "2"
     assert ledger.counts() == {"paper": {"holds": 1, "fails": 1}, "observation": {"none": 1}}
+
+
+def test_sensitivity_with_the_reading_as_threshold() -> None:
+    c = Claims("s").sensitivity("much_less", "differ much less", where="Sec. 4.5", reading="ratio below r",
+                                values=[1.0, 0.5, 0.25], measured=[0.75, 0.75, 0.75],
+                                criterion=lambda r: at_most(r, why="the reading r"))
+    assert [r["holds"] for r in c.readings] == [True, False, False]
+    assert c.readings[0]["measured"] == "0.75" and "≤ 1" in c.criterion and "≤ 0.25" in c.criterion

@@ -195,3 +195,101 @@ def test_alpha_star_numerical_minimises_validation_error(seed: int, steps: int, 
         for nb in (a - 1e-3, a + 1e-3):
             if not clip or 0.0 <= nb <= 1.0:
                 assert err(a) <= err(nb) + 1e-14
+
+
+# ------------------------------------------------------------------------------------------------
+# Algorithm 1 and the grid searches by refits (the fit counts of Section 4.3), against brute force
+
+
+def _val_problem(rng: np.random.Generator, n: int = 9, m: int = 7) -> tuple:
+    X = rng.uniform(0, 1, (n, 1))
+    y = np.sin(2 * np.pi * X[:, 0]) + 0.4 * rng.standard_normal(n)
+    X_val = rng.uniform(0, 1, (m, 1))
+    y_val = np.sin(2 * np.pi * X_val[:, 0])
+    Phi, Phi_val = reference.feature_map(X, X_val, "rbf", gamma=20.0)
+    return X, y, X_val, y_val, Phi, Phi_val
+
+
+def _mse_of_sequence(X: FloatArray, y: FloatArray, X_val: FloatArray, y_val: FloatArray, lam: float,
+                     seq: list[float]) -> float:
+    """Validation MSE of the last step of ``seq``, by ``distill_refits`` (its own feature map)."""
+    F, _ = reference.distill_refits(X, y, X_val, lam, seq, "rbf", gamma=20.0)
+    return float(np.mean((y_val - F[-1]) ** 2))
+
+
+@pytest.mark.parametrize("tau", [2, 3, 5])
+def test_algorithm1_refits_is_the_numerical_greedy_minimiser(tau: int, rng: np.random.Generator) -> None:
+    """alpha*(2..tau) of Algorithm 1 (eq. 16 on refits) equals scipy's minimiser over refits, step by
+    step; the counter sees 2(tau - 1) + 1 fits; the returned predictions are those of step tau."""
+    X, y, X_val, y_val, Phi, Phi_val = _val_problem(rng)
+    counter = reference.FitCounter()
+    a_alg1, val = reference.algorithm1_refits(Phi, Phi_val, y, y_val, 0.1, tau, counter)
+    a_num = reference.alpha_star_numerical(X, y, X_val, y_val, 0.1, tau, "rbf", gamma=20.0)
+    np.testing.assert_allclose(a_alg1, a_num, atol=1e-6)
+    assert counter.fits == 2 * (tau - 1) + 1
+    F, _ = reference.distill_refits(X, y, X_val, 0.1, list(a_alg1), "rbf", gamma=20.0)
+    np.testing.assert_allclose(val, F[-1], atol=1e-10)
+    a_clip, _ = reference.algorithm1_refits(Phi, Phi_val, y, y_val, 0.1, tau, clip=True)
+    assert np.all((a_clip >= 0) & (a_clip <= 1))
+
+
+def test_grid_search_refits_finds_the_best_fixed_alpha(rng: np.random.Generator) -> None:
+    X, y, X_val, y_val, Phi, Phi_val = _val_problem(rng)
+    grid, tau = np.linspace(0, 1, 6), 4
+    counter = reference.FitCounter()
+    a_best, mse = reference.grid_search_refits(Phi, Phi_val, y, y_val, 0.1, grid, tau, counter)
+    brute = [_mse_of_sequence(X, y, X_val, y_val, 0.1, [a] * (tau - 1)) for a in grid]
+    assert mse == pytest.approx(min(brute), rel=1e-9)
+    assert _mse_of_sequence(X, y, X_val, y_val, 0.1, [a_best] * (tau - 1)) == pytest.approx(min(brute), rel=1e-9)
+    assert counter.fits == len(grid) * (tau - 1) + 1
+
+
+@pytest.mark.parametrize(("g", "tau"), [(1, 3), (3, 2), (3, 3), (4, 4)])
+@pytest.mark.parametrize("share", [True, False])
+def test_stepwise_grid_search_is_brute_force_over_every_sequence(g: int, tau: int, share: bool,
+                                                                 rng: np.random.Generator) -> None:
+    """The step-wise search returns the best of the g^(tau-1) sequences (each scored by an independent
+    refit chain); its fit count is 1 + g + ... + g^(tau-1) with shared prefixes, 1 + (tau-1) g^(tau-1)
+    without; it is never worse than the best fixed alpha, which is one of its sequences."""
+    import itertools
+
+    X, y, X_val, y_val, Phi, Phi_val = _val_problem(rng)
+    grid = np.linspace(-0.5, 1.0, g)
+    counter = reference.FitCounter()
+    seq, mse, n_seq = reference.stepwise_grid_search_refits(Phi, Phi_val, y, y_val, 0.1, grid, tau, counter,
+                                                            share_prefixes=share)
+    brute = {s: _mse_of_sequence(X, y, X_val, y_val, 0.1, list(s)) for s in itertools.product(grid, repeat=tau - 1)}
+    assert n_seq == len(brute) == g ** (tau - 1)
+    assert mse == pytest.approx(min(brute.values()), rel=1e-9)
+    assert _mse_of_sequence(X, y, X_val, y_val, 0.1, list(seq)) == pytest.approx(mse, rel=1e-9)
+    expected = sum(g**i for i in range(tau)) if share else 1 + (tau - 1) * g ** (tau - 1)
+    assert counter.fits == expected
+    _, mse_fixed = reference.grid_search_refits(Phi, Phi_val, y, y_val, 0.1, grid, tau)
+    assert mse <= mse_fixed + 1e-12
+
+
+def test_stepwise_grid_search_refuses_bad_input(rng: np.random.Generator) -> None:
+    _, y, _, y_val, Phi, Phi_val = _val_problem(rng)
+    with pytest.raises(ValueError, match="tau=1"):
+        reference.stepwise_grid_search_refits(Phi, Phi_val, y, y_val, 0.1, [0.5], 1)
+    with pytest.raises(ValueError, match="alphas"):
+        reference.stepwise_grid_search_refits(Phi, Phi_val, y, y_val, 0.1, [], 3)
+
+
+@pytest.mark.parametrize(("kernel", "params", "alphas"), [
+    ("rbf", {"gamma": 3.0}, [0.0, 0.0, 0.0]),
+    ("rbf", {"gamma": 3.0}, [0.25, 0.25]),
+    ("laplacian", {"gamma": 0.7}, [0.5, -0.3, 1.0, 0.2]),
+])
+def test_B_diag_refits_is_the_recursion_of_eq12(kernel: str, params: dict, alphas: list[float],
+                                                rng: np.random.Generator) -> None:
+    """diag B^(tau) read off refits of the eigenvectors equals the recursion (12) on the spectrum
+    (theory.B_diag_path, which never refits), and the eigenvalues are those of scikit-learn's Gram."""
+    from sdlib import theory
+
+    X = rng.uniform(-1, 1, (10, 2))
+    d, B = reference.B_diag_refits(X, 0.3, alphas, kernel, **params)
+    d_sk = np.linalg.eigvalsh(pairwise_kernels(X, metric=kernel, **params))
+    np.testing.assert_allclose(d, d_sk, atol=1e-12)
+    assert B.shape == (len(alphas) + 1, 10)
+    np.testing.assert_allclose(B, theory.B_diag_path(d, 0.3, alphas), atol=1e-10)

@@ -351,3 +351,166 @@ def test_spectral_functions_reject_bad_lam(lam: float) -> None:
     for fn in (lambda: theory.A_diag([1.0], lam), lambda: theory.B_diag_limit([1.0], lam, 0.5)):
         with pytest.raises(ValueError, match=r"lam must be a finite number > 0, got lam="):
             fn()
+
+
+# ---------------------------------------------------------------------------- eq. (6) literally, eq. (13), Mobahi
+def _problem(seed: int, n: int = 9, d_in: int = 2, gamma: float = 3.0) -> tuple[FloatArray, FloatArray, FloatArray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 1.0, (n, d_in))
+    return X, rng.standard_normal(n), rng.uniform(-0.5, 1.5, (7, d_in))
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32 - 1), lam=lams, alphas=st.lists(weights, min_size=0, max_size=6))
+def test_eq6_path_equals_primal_refits(seed: int, lam: float, alphas: list[float]) -> None:
+    """eq. (6) term by term (matrix powers, eta) equals refits of problem (1) in the primal, any real alpha."""
+    X, y, _ = _problem(seed)
+    K = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    _, refits = reference.distill_refits(X, y, X[:0], lam, alphas, "rbf", gamma=3.0)
+    got = theory.eq6_path(K, y, lam, alphas)
+    assert got.shape == refits.shape == (len(alphas) + 1, y.size)
+    np.testing.assert_allclose(got, refits, rtol=0, atol=1e-8 * max(1.0, float(np.abs(refits).max())))
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32 - 1), lam=lams, alphas=st.lists(weights, min_size=0, max_size=6))
+def test_eq13_path_printed_and_stable_equal_refits(seed: int, lam: float, alphas: list[float]) -> None:
+    """eq. (13) both ways equals refits at new points for a positive definite K (rbf, distinct inputs)."""
+    X, y, Xq = _problem(seed)
+    K = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    d, V = np.linalg.eigh(K)
+    Kq = pairwise_kernels(Xq, X, metric="rbf", gamma=3.0)
+    ref, _ = reference.distill_refits(X, y, Xq, lam, alphas, "rbf", gamma=3.0)
+    scale = max(1.0, float(np.abs(ref).max()))
+    stable = theory.eq13_path(Kq, d, V, y, lam, alphas, form="stable")
+    np.testing.assert_allclose(stable, ref, rtol=0, atol=1e-8 * scale)
+    if d[0] > 1e-8 * d[-1]:  # the printed D^-1 form loses digits as K nears singularity
+        printed = theory.eq13_path(Kq, d, V, y, lam, alphas)
+        np.testing.assert_allclose(printed, ref, rtol=0, atol=1e-6 * scale)
+
+
+def test_eq13_printed_form_is_undefined_for_a_singular_kernel_matrix_and_stable_form_is_not() -> None:
+    """Linear kernel on 8 points in R^2: K has rank 2. D^-1 does not exist; the (D + lam I)^-1 form
+    still equals the refits (the oracle uses the exact finite feature map phi(x) = x)."""
+    X, y, Xq = _problem(5, n=8)
+    K = X @ X.T
+    d, V = np.linalg.eigh(K)
+    d = np.where(d <= 8 * np.finfo(float).eps * d[-1], 0.0, d)
+    assert int(np.sum(d == 0)) == 6
+    ref, _ = reference.distill_refits(X, y, Xq, 0.3, [0.25, 0.5], "linear")
+    stable = theory.eq13_path(Xq @ X.T, d, V, y, 0.3, [0.25, 0.5], form="stable")
+    np.testing.assert_allclose(stable, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+    assert not np.all(np.isfinite(theory.eq13_path(Xq @ X.T, d, V, y, 0.3, [0.25, 0.5])))
+    with pytest.raises(ValueError, match="form="):
+        theory.eq13_path(Xq @ X.T, d, V, y, 0.3, [], form="other")
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32 - 1), c=st.lists(st.floats(-2.0, 1.0).map(lambda e: 10.0**e), min_size=1, max_size=6))
+def test_mobahi_path_equals_rounds_of_kernel_ridge(seed: int, c: list[float]) -> None:
+    """Mobahi et al.'s product form equals rounds of scikit-learn's KernelRidge (precomputed kernel),
+    each round fitted on the previous round's training predictions with its own c_t."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y, Xq = _problem(seed)
+    G = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    Gq = pairwise_kernels(Xq, X, metric="rbf", gamma=3.0)
+    targets, expected = y, []
+    for ct in c:
+        krr = KernelRidge(alpha=ct, kernel="precomputed").fit(G, targets)
+        expected.append(krr.predict(Gq))
+        targets = krr.predict(G)
+    got = theory.mobahi_path(Gq, G, y, c)
+    scale = max(1.0, float(np.abs(expected).max()))
+    tol = 1e-13 * np.linalg.cond(G) * scale  # the D^-1 form loses digits with the condition number of G
+    np.testing.assert_allclose(got, np.array(expected), rtol=0, atol=tol)
+
+
+def test_mobahi_path_is_eq13_with_alpha_zero_and_rejects_bad_input() -> None:
+    """With c_t = lam for every round, round t is the paper's step tau = t + 1 with alpha = 0."""
+    X, y, Xq = _problem(3)
+    G = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    Gq = pairwise_kernels(Xq, X, metric="rbf", gamma=3.0)
+    d, V = np.linalg.eigh(G)
+    ours = theory.eq13_path(Gq, d, V, y, 0.2, [0.0] * 4)
+    np.testing.assert_allclose(theory.mobahi_path(Gq, G, y, [0.2] * 5), ours, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"c must be a finite number > 0, got c=-1.0"):
+        theory.mobahi_path(Gq, G, y, [0.2, -1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        theory.mobahi_path(Gq, G, y, [])
+    with pytest.raises(ValueError, match="positive definite"):
+        theory.mobahi_path(Gq, np.zeros_like(G), y, [0.2])
+
+
+# ---------------------------------------------------------------------------- oracles added for the chapters
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**32 - 1), lam=lams, alpha=weights)
+def test_minimise_bfgs_finds_both_minimisers(seed: int, lam: float, alpha: float) -> None:
+    """BFGS on (1) lands on the normal equations' solution; BFGS on footnote 7's L~ lands on ridge
+    regression on the weighted target, solved here by least squares on the augmented system."""
+    rng = np.random.default_rng(seed)
+    Phi = rng.standard_normal((12, 5))
+    y1, y2 = rng.standard_normal((2, 12))
+    b1 = reference.minimise_bfgs(Phi, y1, y2, alpha, lam)
+    np.testing.assert_allclose(b1, reference.solve_problem1(Phi, y1, y2, alpha, lam), rtol=0, atol=1e-5)
+    t = alpha * y1 + (1 - alpha) * y2
+    aug = np.vstack([Phi, np.sqrt(lam) * np.eye(5)])
+    ridge = np.linalg.lstsq(aug, np.concatenate([t, np.zeros(5)]), rcond=None)[0]
+    np.testing.assert_allclose(reference.minimise_bfgs(Phi, y1, y2, alpha, lam, "fn7"), ridge, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="objective="):
+        reference.minimise_bfgs(Phi, y1, y2, alpha, lam, "other")
+
+
+@given(seed=st.integers(0, 2**32 - 1), alpha=weights)
+def test_objective_fn7_differs_from_objective1_by_the_expanded_constant(seed: int, alpha: float) -> None:
+    """L - L~ = alpha (1 - alpha) / 2 ||y1 - y2||^2 for every beta (expanding the squares)."""
+    rng = np.random.default_rng(seed)
+    Phi = rng.standard_normal((6, 3))
+    y1, y2 = rng.standard_normal((2, 6))
+    const = alpha * (1 - alpha) / 2 * np.sum((y1 - y2) ** 2)
+    for beta in rng.standard_normal((4, 3)):
+        L = reference.objective1(Phi, beta, y1, y2, alpha, 0.1)
+        diff = L - reference.objective_fn7(Phi, beta, y1, y2, alpha, 0.1)
+        assert diff == pytest.approx(const, rel=1e-9, abs=1e-9)
+
+
+def test_dual_refits_and_eq7_refits_agree_with_the_primal_refits_and_the_engine() -> None:
+    X, y, Xq = _problem(11)
+    alphas = [0.5, -0.3, 1.2]
+    K = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    Kq = pairwise_kernels(Xq, X, metric="rbf", gamma=3.0)
+    pq, tr = reference.dual_refits(K, y, 0.2, alphas, Kq)
+    pq_ref, tr_ref = reference.distill_refits(X, y, Xq, 0.2, alphas, "rbf", gamma=3.0)
+    np.testing.assert_allclose(pq, pq_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tr, tr_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(reference.dual_refits(K, y, 0.2, alphas)[0], tr, rtol=0, atol=1e-12)
+    # eq. (7)'s right-hand side, tau = 2..4, equals the engine's f(x, beta^(tau)) (eq. 5)
+    rhs = reference.eq7_refits(X, y, Xq, 0.2, alphas, "rbf", gamma=3.0)
+    engine = KernelSelfDistillation(gamma=3.0, lam=0.2).fit(X, y).path(Xq, steps=4, alpha=alphas)
+    assert rhs.shape == (3, len(Xq))
+    np.testing.assert_allclose(rhs, engine[1:], rtol=0, atol=1e-9)
+
+
+def test_factorisation_counter_counts_real_calls_and_restores() -> None:
+    """One Cholesky factorisation for the engine's whole path; one per step for the refits; the
+    wrapped routines are restored after the block, also when it raises."""
+    import scipy.linalg
+
+    X, y, _ = _problem(2, n=20)
+    K = pairwise_kernels(X, metric="rbf", gamma=3.0)
+    with reference.FactorisationCounter() as engine:
+        KernelSelfDistillation(gamma=3.0, lam=0.2).fit(X, y).train_path(steps=30, alpha=0.25)
+    assert engine.total == 1 and engine.counts["scipy.linalg.cho_factor"] == 1
+    with reference.FactorisationCounter() as refits:
+        reference.dual_refits(K, y, 0.2, [0.25] * 29)
+    assert refits.total == 30 and refits.counts["scipy.linalg.solve"] == 30
+    with reference.FactorisationCounter() as direct:
+        for _ in range(3):
+            np.linalg.solve(K + np.eye(20), y)
+        np.linalg.eigh(K)
+    assert direct.counts["numpy.linalg.solve"] == 3 and direct.counts["numpy.linalg.eigh"] == 1
+    solve, eigh = scipy.linalg.solve, np.linalg.eigh
+    with pytest.raises(RuntimeError), reference.FactorisationCounter():
+        raise RuntimeError("inside the block")
+    assert scipy.linalg.solve is solve and np.linalg.eigh is eigh
+    assert not hasattr(scipy.linalg.solve, "__wrapped__")

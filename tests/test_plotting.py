@@ -1,0 +1,95 @@
+"""The figure functions of sdlib.plotting draw what they are given, label it, and refuse bad shapes.
+
+The figures are checked by what a reader needs without the code: one panel per case, one line per
+step, labelled axes, a legend, the limit drawn when given; and by clear errors for arrays of the
+wrong shape. Skipped where matplotlib (the ``book`` extra) is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sdlib import plotting
+
+matplotlib = pytest.importorskip("matplotlib")  # the book extra; sdlib itself does not need it
+matplotlib.use("Agg")
+plt = pytest.importorskip("matplotlib.pyplot")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _labelled(ax) -> bool:  # type: ignore[no-untyped-def]
+    return bool(ax.get_xlabel()) and bool(ax.get_ylabel()) and ax.get_legend() is not None
+
+
+def test_figure2_draws_every_step_the_data_and_the_alpha_panel() -> None:
+    x = np.linspace(0, 1, 21)
+    paths = np.stack([np.sin(2 * np.pi * x) * 0.9**t for t in range(4)])
+    fig = plotting.figure2(x, paths, x[::5], np.ones(5), limit=np.zeros_like(x), truth=np.sin(2 * np.pi * x),
+                           alpha_star=[0.1, 0.3, 0.3], alpha_star_clipped=[0.1, 0.3, 0.3], title="t")
+    ax, ax_a = fig.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert [lab for lab in labels if lab.startswith("$\\tau=")] == [f"$\\tau={t}$" for t in range(1, 5)]
+    assert "training" in labels and r"$\tau\to\infty$" in labels
+    assert _labelled(ax) and _labelled(ax_a) and ax.get_title() == "t"
+    np.testing.assert_allclose(ax_a.get_lines()[0].get_xdata(), [2, 3, 4])  # alpha*(2..steps)
+
+
+def test_figure2_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="points per step"):
+        plotting.figure2(np.zeros(5), np.zeros((3, 4)), [0.0], [0.0])
+    with pytest.raises(ValueError, match="2-d"):
+        plotting.figure2(np.zeros(5), np.zeros(5), [0.0], [0.0])
+
+
+def test_figure3_one_panel_per_case_with_the_limit_dashed() -> None:
+    B = {"(a)": np.linspace(1, 0.1, 12).reshape(3, 4), "(b)": np.full((3, 4), 0.5)}
+    fig = plotting.figure3(B, limits={"(b)": np.full(4, 0.4)})
+    assert len(fig.axes) == 2 and all(_labelled(ax) for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes] == ["(a)", "(b)"]
+    dashed = [line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.4)
+    assert not [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    with pytest.raises(ValueError, match="lacks"):
+        plotting.figure3(B, limits={"(c)": np.zeros(4)})
+    with pytest.raises(ValueError, match="entries"):
+        plotting.figure3(B, limits={"(a)": np.zeros(3)})
+    with pytest.raises(ValueError, match="at least one case"):
+        plotting.figure3({})
+
+
+def test_figure4_one_line_per_step() -> None:
+    fig = plotting.figure4({"(a)": np.ones((6, 10))})
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 6 and _labelled(ax)
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), np.arange(1, 11))
+
+
+def test_alpha_tradeoff_draws_both_halves() -> None:
+    alphas = np.linspace(0, 1, 5)
+    changes = np.outer(1 - alphas, [1.0, 0.5, 0.25])
+    fig = plotting.alpha_tradeoff(alphas, changes, 1 - alphas, mark=0.25)
+    left, right = fig.axes
+    assert len([line for line in left.get_lines() if line.get_label().startswith("$\\tau=")]) == 3
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), 1 - alphas)
+    assert left.get_xlabel() and right.get_ylabel() and left.get_legend() is not None
+    with pytest.raises(ValueError, match="one row per alpha"):
+        plotting.alpha_tradeoff(alphas, changes[:3], 1 - alphas)
+
+
+def test_gamma_sweep_marks_and_thresholds() -> None:
+    g = np.geomspace(0.01, 100, 9)
+    fig = plotting.gamma_sweep(g, np.linspace(0, 0.7, 9), marks={"80": 80.0, "1/80": 0.0125},
+                               thresholds=[0.25, 0.5])
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and _labelled(ax)
+    assert {"80", "1/80", "best step"} <= {line.get_label() for line in ax.get_lines()}
+    with pytest.raises(ValueError, match="one shape"):
+        plotting.gamma_sweep(g, np.zeros(3))
+    with pytest.raises(ValueError, match="> 0"):
+        plotting.gamma_sweep(np.array([0.0, 1.0]), np.zeros(2))
