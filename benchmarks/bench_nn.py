@@ -10,14 +10,19 @@ throughput does not depend on the pixel values), in images per second of *studen
 * ``baseline``: fp32, batch 16, a torch DataLoader over the images in CPU memory with the authors'
   per-image transforms on the CPU (PIL RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
   Normalize), batches copied to the device, teacher forward in fp32.
-* ``ours``: sdlib.nn.train's path: uint8 images resident on the device, batched augmentation and
-  normalisation there, bf16 autocast and channels_last on CUDA (fp32 on CPU), teacher forward under
-  the same autocast.
-* ``ours_compiled`` (CUDA only): ``ours`` with the student and teacher in ``torch.compile(mode=
-  "reduce-overhead")`` (CUDA graphs), the usual cure for batch-16 launch overhead.
-* ``ours_together`` (small_cnn only): the 11 fits of one step as one vmapped stack
-  (:func:`sdlib.nn.train.fit_together`'s computation), each model on batches of 16; images/s counts
-  every model's images.
+* ``ours``: the library's own training step, :func:`sdlib.nn.train.train_step` (the step
+  :func:`sdlib.nn.train.fit` repeats), on batches from :func:`sdlib.nn.train.batches` (uint8 images
+  resident on the device, batched augmentation and normalisation there), with the model built by
+  :func:`sdlib.nn.train.new_model` (channels_last on CUDA) and :func:`configure_precision` (no TF32);
+  bf16 autocast on CUDA, fp32 on CPU.
+* ``ours_compiled`` (CUDA only): ``ours`` with the student in ``torch.compile`` (what ``compile:
+  true`` does in :func:`sdlib.nn.train.fit`).
+* ``ours_together`` (small_cnn only): the 11 fits of one step as one vmapped stack, the library's
+  :meth:`sdlib.nn.train.StackedFits.step`, each model on batches of 16; images/s counts every
+  model's images.
+
+The JSON file is rewritten (atomically) after every measurement, with ``"complete": false`` until
+the last one: a run stopped by a timeout keeps what it measured.
 
 The projection: hours of the paper's protocol, 4 seeds x 11 chains x 5 steps x 75 epochs x 50,000
 images, at the measured batch-16 rate of ResNet-50 on 32x32 inputs.
@@ -26,7 +31,6 @@ images, at the measured batch-16 rate of ResNet-50 on 32x32 inputs.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 import traceback
@@ -41,13 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sdlib.nn.config import ExperimentConfig  # noqa: E402
-from sdlib.nn.data import SPECS, Split, augment  # noqa: E402
+from sdlib.nn.data import SPECS, DataBundle, Split  # noqa: E402
 from sdlib.nn.models import build_model  # noqa: E402
 from sdlib.nn.objective import distill_loss, l2_penalty  # noqa: E402
-from sdlib.nn.train import _autocast, _prepare, resolve_device  # noqa: E402
+from sdlib.nn.results import paper_fits  # noqa: E402
+from sdlib.nn.train import StackedFits, batches, configure_precision, new_model, resolve_device, train_step  # noqa: E402
 from sdlib.provenance import provenance, write_json_atomic  # noqa: E402
 
-PAPER_IMAGES = 4 * 11 * 5 * 75 * 50_000
+# the paper's Figure 5: 4 seeds x (grid of 10 alphas over 5 steps + alpha-hat's 2 fits per step
+# beyond the shared first model) x 75 epochs x 50,000 CIFAR-10 training images
+PAPER_IMAGES = 4 * paper_fits(5, 10) * 75 * 50_000
 SPEC = SPECS["cifar10"]
 
 
@@ -117,71 +124,50 @@ def bench_baseline(arch: str, data: Split, dev: torch.device, iters: int, warmup
     return 16 * iters / _timed(step, iters, warmup, dev)
 
 
+def _bundle(data: Split, dev: torch.device) -> DataBundle:
+    small = Split(data.x[:16], data.y[:16])
+    return DataBundle("cifar10", SPEC, data, small, small).to(dev)
+
+
+def _endless(bundle: DataBundle, cfg: ExperimentConfig, dev: torch.device):  # type: ignore[no-untyped-def]
+    """The library's training batches (:func:`sdlib.nn.train.batches`), epoch after epoch."""
+    gen = torch.Generator(device=dev).manual_seed(0)
+    while True:
+        yield from batches(bundle, cfg, gen, dev)
+
+
 def bench_ours(arch: str, data: Split, dev: torch.device, batch: int, iters: int, warmup: int,
                compiled: bool = False) -> float:
-    """Images/s of sdlib.nn.train's loop (data and augmentation on the device, bf16 + channels_last on CUDA)."""
-    cfg = ExperimentConfig(arch=arch, batch_size=batch, device=str(dev), amp="bf16")
-    x, y = data.x.to(dev), data.y.to(dev)
-    torch.manual_seed(0)
-    student = build_model(arch, 10).to(dev)
-    teacher = build_model(arch, 10).to(dev).eval()
-    if dev.type == "cuda":
-        student = student.to(memory_format=torch.channels_last)
-        teacher = teacher.to(memory_format=torch.channels_last)
-    fs, ft = student, teacher
-    if compiled:
-        fs = torch.compile(student, mode="reduce-overhead")
-        ft = torch.compile(teacher, mode="reduce-overhead")
-    opt = torch.optim.Adam(student.parameters(), lr=1e-4)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    n = x.shape[0]
+    """Images/s of :func:`sdlib.nn.train.train_step` as :func:`sdlib.nn.train.fit` calls it."""
+    cfg = ExperimentConfig(arch=arch, batch_size=batch, device=str(dev), amp="bf16", compile=compiled)
+    bundle = _bundle(data, dev)
+    configure_precision(dev)
+    model = new_model(cfg, SPEC, 0, dev)
+    teacher = new_model(cfg, SPEC, 1, dev).eval()
+    student = torch.compile(model) if (compiled and dev.type == "cuda") else model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    it = _endless(bundle, cfg, dev)
 
     def step() -> None:
-        idx = torch.randint(0, n, (batch,), generator=gen, device=dev)
-        xb = _prepare(augment(x[idx], SPEC, gen), SPEC, dev, cfg)
-        with _autocast(dev, cfg):
-            with torch.no_grad():
-                tp = torch.softmax(ft(xb).float(), -1)
-            logits = fs(xb)
-        loss = distill_loss(logits, y[idx], tp, 0.5) + l2_penalty(student.parameters(), 1e-4)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        xb, yb = next(it)
+        train_step(student, model, teacher, opt, xb, yb, 0.5, cfg, dev)
 
     return batch * iters / _timed(step, iters, warmup, dev)
 
 
 def bench_together(arch: str, data: Split, dev: torch.device, k: int, iters: int, warmup: int) -> float:
-    """Images/s (all k models) of k fits trained as one vmapped stack, each on batches of 16."""
-    from torch.func import functional_call, stack_module_state, vmap
-
+    """Images/s (all k models) of :class:`sdlib.nn.train.StackedFits` (k fits as one vmapped stack)."""
     cfg = ExperimentConfig(arch=arch, batch_size=16, device=str(dev), amp="bf16")
-    x, y = data.x.to(dev), data.y.to(dev)
-    torch.manual_seed(0)
-    models = [build_model(arch, 10).to(dev) for _ in range(k)]
-    teachers = [build_model(arch, 10).to(dev).eval() for _ in range(k)]
-    params, buffers = stack_module_state(models)
-    tparams, tbuffers = stack_module_state(teachers)
-    tparams = {kk: v.detach() for kk, v in tparams.items()}
-    base = copy.deepcopy(models[0]).to("meta")
-    vm = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)), in_dims=(0, 0, None))
-    alphas = torch.linspace(0, 0.9, k, device=dev)
-    opt = torch.optim.Adam(list(params.values()), lr=1e-4)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    n = x.shape[0]
+    bundle = _bundle(data, dev)
+    configure_precision(dev)
+    models = [new_model(cfg, SPEC, j, dev) for j in range(k)]
+    teachers = [new_model(cfg, SPEC, 100 + j, dev).eval() for j in range(k)]
+    stack = StackedFits(cfg, models, teachers, [0.1 * j for j in range(k)], dev)
+    it = _endless(bundle, cfg, dev)
 
     def step() -> None:
-        idx = torch.randint(0, n, (16,), generator=gen, device=dev)
-        xb = _prepare(augment(x[idx], SPEC, gen), SPEC, dev, cfg)
-        with _autocast(dev, cfg):
-            with torch.no_grad():
-                tp = torch.softmax(vm(tparams, tbuffers, xb).float(), -1)
-            logits = vm(params, buffers, xb)
-        per = torch.stack([distill_loss(logits[j], y[idx], tp[j], alphas[j]) for j in range(k)])
-        per = per + 0.5e-4 * sum((v.float() ** 2).flatten(1).sum(1) for v in params.values())
-        opt.zero_grad(set_to_none=True)
-        per.sum().backward()
-        opt.step()
+        xb, yb = next(it)
+        stack.step(xb, yb)
 
     return 16 * k * iters / _timed(step, iters, warmup, dev)
 
@@ -214,11 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     dev = resolve_device(args.device)
     if args.quick:
         args.iters, args.warmup, args.archs = 2, 1, ["resnet18", "small_cnn"]
-    batches = args.batch_sizes or ([16, 64] if dev.type == "cpu" else [16, 512])
+    batches_ = args.batch_sizes or ([16, 64] if dev.type == "cpu" else [16, 512])
     workers = args.workers if args.workers is not None else (0 if dev.type == "cpu" else 4)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     data = _synthetic(2048)
     rates: list[dict[str, Any]] = []
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"nn_{dev.type}.json"
+    params = {"iters": args.iters, "warmup": args.warmup, "archs": args.archs, "batch_sizes": batches_,
+              "workers": workers, "torch_threads": torch.get_num_threads()}
+
+    def write(complete: bool) -> None:
+        results = analyse(rates, args.archs)
+        doc = {"kind": "sdlib.bench/nn", "complete": complete, "summary": summarize(results, dev.type),
+               "results": results,
+               "provenance": provenance(started=started, seconds=time.perf_counter() - t0, device=str(dev),
+                                        parameters=params)}
+        write_json_atomic(out, doc)
 
     def record(arch: str, impl: str, batch: int, fn, *a) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -229,17 +226,31 @@ def main(argv: list[str] | None = None) -> int:
             rates.append({"arch": arch, "input": "32x32x3", "impl": impl, "batch_size": batch, "error": repr(e)})
             print(f"{arch:10s} {impl:14s} batch {batch:4d}: FAILED {e!r}", flush=True)
             traceback.print_exc()
+        write(complete=False)   # every measurement is on disk as soon as it is made
 
     for arch in args.archs:
         iters = max(2, args.iters // 2) if arch == "resnet50" else args.iters
         record(arch, "baseline", 16, bench_baseline, arch, data, dev, iters, args.warmup, workers)
-        for b in batches:
+        for b in batches_:
             record(arch, "ours", b, bench_ours, arch, data, dev, b, iters, args.warmup)
         if dev.type == "cuda":
             record(arch, "ours_compiled", 16, bench_ours, arch, data, dev, 16, iters, max(args.warmup, 3), True)
         if arch == "small_cnn":
             record(arch, "ours_together", 16, bench_together, arch, data, dev, 11, iters, args.warmup)
 
+    write(complete=True)
+    results = analyse(rates, args.archs)
+    for key, ratio in results["ratios_vs_baseline"].items():
+        print(f"ratio {key:32s} {ratio:6.2f} x baseline")
+    for impl, p in results["projection"].items():
+        print(f"paper's protocol ({PAPER_IMAGES:.3g} images), resnet50 batch 16, {impl}: "
+              f"{p['hours']:.0f} hours on {dev}")
+    print(f"wrote {out}")
+    return 0
+
+
+def analyse(rates: list[dict[str, Any]], archs: list[str]) -> dict[str, Any]:
+    """Ratios of every rate to its architecture's baseline, and the projection of the paper's protocol."""
     def rate(arch: str, impl: str, b: int) -> float | None:
         for r in rates:
             if (r["arch"], r["impl"], r["batch_size"]) == (arch, impl, b) and "images_per_s" in r:
@@ -247,31 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     ratios = {}
-    for arch in args.archs:
+    for arch in archs:
         base = rate(arch, "baseline", 16)
         for r in rates:
             if r["arch"] == arch and r["impl"] != "baseline" and base and "images_per_s" in r:
-                key = f"{arch}/{r['impl']}/b{r['batch_size']}"
-                ratios[key] = r["images_per_s"] / base
-                print(f"ratio {key:32s} {ratios[key]:6.2f} x baseline")
+                ratios[f"{arch}/{r['impl']}/b{r['batch_size']}"] = r["images_per_s"] / base
     proj = {}
     for impl in ("baseline", "ours", "ours_compiled"):
         r50 = rate("resnet50", impl, 16)
         if r50:
             proj[impl] = {"images_per_s": r50, "hours": PAPER_IMAGES / r50 / 3600}
-            print(f"paper's protocol ({PAPER_IMAGES:.3g} images), resnet50 batch 16, {impl}: "
-                  f"{proj[impl]['hours']:.0f} hours on {dev}")
-    results = {"rates": rates, "ratios_vs_baseline": ratios, "paper_protocol_images": PAPER_IMAGES,
-               "projection": proj}
-    doc = {"kind": "sdlib.bench/nn", "summary": summarize(results, dev.type), "results": results,
-           "provenance": provenance(started=started, seconds=time.perf_counter() - t0, device=str(dev),
-                                    parameters={"iters": args.iters, "warmup": args.warmup, "archs": args.archs,
-                                                "batch_sizes": batches, "workers": workers,
-                                                "torch_threads": torch.get_num_threads()})}
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"nn_{dev.type}.json"
-    write_json_atomic(out, doc)
-    print(f"wrote {out}")
-    return 0
+    return {"rates": rates, "ratios_vs_baseline": ratios, "paper_protocol_images": PAPER_IMAGES, "projection": proj}
 
 
 if __name__ == "__main__":

@@ -1,41 +1,81 @@
-"""Command line of the companion: ``python -m sdlib run …`` and ``python -m sdlib params …``.
+"""Command line of the companion: ``python -m sdlib run | params | sweep | train``.
 
 Examples::
 
     python -m sdlib params notebooks/illustrative_example.md
     python -m sdlib run notebooks/illustrative_example.md -p lam 0.05 -p gamma 40 -o runs/ex45_lam005
-    python -m sdlib run notebooks/section5_deep.md -f configs/figure5_gpu_fast.yaml -o runs/fig5_fast
+    python -m sdlib sweep notebooks/theorem45.md -g configs/sweep_theorem45.yaml -o runs/sweep45 --workers 2
+    python -m sdlib train -f configs/smoke_cpu.yaml -o runs/smoke --dry-run
 
-Exit status: 0 when the notebook ran, 1 when it failed (its executed copy with the traceback and a
-``results.json`` with ``"status": "failed"`` are still written), 2 for invalid parameters or usage.
+The same options everywhere: ``-o/--outdir``, ``-p/--param NAME VALUE``, ``-f/--config``,
+``--workers N`` or ``--scheduler ADDR``, ``--debug``. Every error is one line on stderr,
+``python -m sdlib CMD: error: MESSAGE`` naming the cause and the fix, without a traceback unless
+``--debug`` is given. Exit status: 0 done; 1 the run failed (a notebook raised, a sweep point failed,
+data or a GPU missing); 2 invalid parameters or usage (nothing ran); 130 interrupted (Ctrl-C or
+SIGTERM: what ran so far is written, and results.json says ``"status": "interrupted"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sdlib.errors import DeviceUnavailableError, RunError, SdlibError, UsageError
+
+PROG = "python -m sdlib"
 
 EPILOG = """\
 examples:
   python -m sdlib params notebooks/illustrative_example.md
   python -m sdlib run notebooks/illustrative_example.md -p lam 0.05 -p gamma 40 -o runs/ex45_lam005
-  python -m sdlib run notebooks/section5_deep.md -f configs/figure5_gpu_fast.yaml -o runs/fig5_fast
+  python -m sdlib sweep notebooks/theorem45.md -g configs/sweep_theorem45.yaml -o runs/sweep45
+  python -m sdlib train -f configs/smoke_cpu.yaml -o runs/smoke --dry-run
 
-exit status: 0 the notebook ran; 1 it failed (OUTDIR still holds the executed copy with the
-traceback, and results.json says "status": "failed"); 2 invalid parameters or usage.
+exit status: 0 done; 1 the run failed (OUTDIR still holds what ran, and results.json says
+"status": "failed"); 2 invalid parameters or usage (nothing ran); 130 interrupted (Ctrl-C, SIGTERM).
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line naming the fix (``--help``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _common(parser: argparse.ArgumentParser, *, params: bool = True) -> None:
+    if params:
+        parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                            help="set a parameter; VALUE is read as YAML (0.05, 1e-3, true, None, "
+                                 "'[0.1, 0.2]', rbf); repeatable; wins over -f")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+
+
+def _cluster(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help=f"run {what} on a local Dask cluster of N worker processes started here "
+                            "(default: one per CPU core)")
+    group.add_argument("--scheduler", default=None, metavar="ADDR",
+                       help="use the Dask scheduler at ADDR (tcp://HOST:8786, or a scheduler file) whose "
+                            "workers you started ('dask scheduler', 'dask worker ADDR', dask-jobqueue)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m sdlib``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sdlib",
-        description="Rerun a chapter of the companion to Borup & Andersen (2021) with other parameters.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,params}")
+    parser = _Parser(
+        prog=PROG,
+        description="Rerun a chapter of the companion to Borup & Andersen (2021) with other parameters, sweep "
+                    "a grid of them on Dask, or train the Section 5 fits.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,params,sweep,train}",
+                                parser_class=_Parser)
 
     run = sub.add_parser(
         "run",
@@ -44,14 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Execute a Jupytext notebook (notebooks/NAME.md) with papermill, its parameters cell "
             "overridden by -p and -f, in the notebook's own directory. Writes OUTDIR/NAME.ipynb (the "
             "executed notebook), OUTDIR/figures/*.png (every figure) and OUTDIR/results.json (the "
-            "glued numbers, the claims' statuses, the parameters and the provenance)."),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+            "glued numbers, the claims' verdicts, the parameters and the provenance). Ctrl-C keeps what "
+            "ran and exits 130."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("notebook", help="the notebook, e.g. notebooks/theorem45.md")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="set a parameter; VALUE is read as YAML (0.05, 1e-3, true, None, '[0.1, 0.2]', rbf); "
-                          "repeatable; wins over -f")
     run.add_argument("-f", "--config", metavar="YAML",
                      help="a YAML file of parameters 'name: value' (e.g. configs/smoke_cpu.yaml)")
     run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
@@ -60,41 +96,295 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="seconds allowed per cell (default: no limit)")
     run.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+    _common(run)
 
-    params = sub.add_parser("params", help="list a notebook's parameters with their defaults and types",
-                            description="List the parameters of a notebook's 'parameters' cell.")
+    params = sub.add_parser(
+        "params", help="list a notebook's parameters: type, default, declared constraint, description",
+        description="List the parameters of a notebook's 'parameters' cell with their types, defaults, the "
+                    "constraints their values must satisfy and their descriptions.")
     params.add_argument("notebook", help="the notebook, e.g. notebooks/theorem45.md")
     params.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common(params, params=False)
+
+    sweep = sub.add_parser(
+        "sweep", help="run a notebook at every point of a grid on Dask: OUTDIR/<point>/, OUTDIR/sweep.csv",
+        description=(
+            "Run a notebook at every point of GRID.yaml ('grid: {name: [values]}' for all combinations, or "
+            "'points: [{name: value}, ...]'), each point through 'python -m sdlib run' in a process of its "
+            "own, as Dask tasks (a local cluster by default), into OUTDIR/<point-id>/. Points already done "
+            "with the same parameters are skipped, failed ones rerun; a failing point does not stop the "
+            "others. Writes OUTDIR/sweep.csv (parameters, glued numbers and claim verdicts of every point), "
+            "OUTDIR/sweep.json (statuses, provenance) and OUTDIR/sweep.png (one or two varying parameters)."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("notebook", help="the notebook, e.g. notebooks/theorem45.md")
+    sweep.add_argument("-g", "--grid", required=True, metavar="YAML",
+                       help="the grid, e.g. configs/sweep_theorem45.yaml")
+    sweep.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
+    sweep.add_argument("-f", "--config", metavar="YAML", help="parameters set at every point (YAML 'name: value')")
+    _cluster(sweep, "the points")
+    sweep.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds allowed per cell of each run")
+    sweep.add_argument("--kernel", default=None, metavar="NAME", help="Jupyter kernel of every run")
+    sweep.add_argument("--force", action="store_true", help="rerun the points already done too")
+    sweep.add_argument("--dry-run", action="store_true", help="validate the grid, list the points, run nothing")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar over points")
+    _common(sweep)
+
+    train = sub.add_parser(
+        "train", help="train the Section 5 fits of a configuration as a Dask task graph: OUTDIR/results.json",
+        description=(
+            "Train (or resume) the fits of a Section 5 experiment (configs/*.yaml): one task per (seed, chain, "
+            "step) with its dependencies, checkpoints as the hand-off, done fits skipped. Serial in this process "
+            "on a CPU unless --workers or --scheduler is given; one worker per GPU with device: cuda. Writes "
+            f"OUTDIR/results.json. --dry-run shrinks the run to seconds ({_dry_run_text()}) to check a "
+            "configuration end to end."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("-f", "--config", required=True, metavar="YAML",
+                       help="the experiment, e.g. configs/smoke_cpu.yaml")
+    train.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
+    _cluster(train, "the fits")
+    train.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                       help="where the fits' checkpoints live (default: OUTDIR/checkpoints); on a cluster a "
+                            "path every worker reads and writes")
+    train.add_argument("--dry-run", action="store_true",
+                       help=f"a few-second version of the configuration: {_dry_run_text()}")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar over fits")
+    _common(train)
     return parser
+
+
+# --------------------------------------------------------------------------------------------------
+# The commands
+
+
+def _params(args: argparse.Namespace) -> int:
+    from sdlib import runner
+
+    params = runner.notebook_parameters(args.notebook)
+    print(runner.parameters_json(params) if args.json else runner.format_parameters(params))
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from sdlib.runner import parse_cli_value
+
+    return {name: parse_cli_value(value) for name, value in args.param}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sdlib import runner
+
+    try:
+        result = runner.run_notebook(
+            args.notebook, args.outdir, parameters=_overrides(args), config=args.config,
+            kernel_name=args.kernel, timeout=args.timeout, progress_bar=not args.no_progress)
+    except runner.RunInterrupted as exc:
+        where = f"; the notebook executed so far: {exc.result.notebook}" if exc.result else ""
+        _say(args, f"interrupted by {exc.signame}{where}; rerun the same command to start again")
+        return 130
+    if result.status == "interrupted":
+        _say(args, f"{args.notebook} was interrupted ({result.error}); the notebook executed so far: {result.notebook}")
+        return 130
+    if result.ok:
+        print(f"ran {args.notebook}: {result.notebook}, {len(result.figures)} figure(s), {result.results_json}")
+        return 0
+    _say(args, f"{args.notebook} failed: {result.error}; the executed notebook with the traceback: "
+               f"{result.notebook}, status in {result.results_json}")
+    return 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from sdlib import sweep
+
+    grid = sweep.load_grid(args.grid)
+    if args.dry_run:
+        plan = sweep.plan_sweep(args.notebook, grid, parameters=_overrides(args), config=args.config)
+        for p in plan.points:
+            print(f"{p.id}: " + ", ".join(f"{k}={v!r}" for k, v in p.parameters.items() if k not in plan.fixed))
+        print(f"{len(plan.points)} point(s) valid; set at every point: {plan.fixed or 'nothing'}; nothing ran")
+        return 0
+    try:
+        result = sweep.run_sweep(
+            args.notebook, grid, args.outdir, parameters=_overrides(args), config=args.config,
+            workers=args.workers, scheduler=args.scheduler, timeout=args.timeout, kernel_name=args.kernel,
+            progress=not args.no_progress, force=args.force)
+    except KeyboardInterrupt:
+        _say(args, f"interrupted; the points done so far are in {args.outdir}/sweep.csv; rerun the same command "
+                   "to run the others (done points are skipped)")
+        return 130
+    n = len(result.points)
+    skipped = sum(p["skipped"] for p in result.points)
+    figure = f", {result.figure}" if result.figure else ""
+    if result.ok:
+        print(f"swept {args.notebook}: {n} point(s) ok ({skipped} already done): {result.csv}, {result.json}{figure}")
+        return 0
+    bad = [p for p in result.points if p["status"] != "ok"]
+    _say(args, f"{len(bad)} of {n} point(s) did not finish ok (first: {bad[0]['id']}: {bad[0]['error']}); each "
+               f"point's folder holds its notebook and run.log; table in {result.csv}; rerun the same command to "
+               "retry them")
+    return 1
+
+
+DRY_RUN = dict(seeds=[0], steps=2, epochs=1, n_train=64, n_val=32, n_test=64, progress=False)
+
+
+def _dry_run_text() -> str:
+    """What ``train --dry-run`` sets, for the help (read from :data:`DRY_RUN`)."""
+    shown = ", ".join(f"{k}={v}" for k, v in DRY_RUN.items() if k != "progress")
+    return f"{shown}, and only the first fixed alpha"
+
+
+def _train(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from sdlib.nn.config import load_config
+
+    config = Path(args.config)
+    if not config.is_file():
+        raise UsageError(f"config file {str(config)!r} does not exist; give a YAML file such as configs/smoke_cpu.yaml")
+    overrides = _overrides(args)
+    try:
+        cfg = load_config(config, **overrides)   # the parameters as given are checked, also with --dry-run
+        if args.dry_run:
+            cfg = load_config(config, **{**overrides, **DRY_RUN})
+            cfg.alphas = cfg.alphas[:1]
+    except SdlibError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{config}: {exc}") from exc
+    try:
+        from sdlib.nn.graph import train
+    except ImportError as exc:
+        raise RunError(f"the Section 5 task graph cannot be imported ({exc}); install the extras: "
+                       "pip install -e '.[nn,dist]'") from exc
+    from sdlib.sweep import dask_client, visible_gpus
+
+    gpus = str(cfg.device).startswith("cuda")
+    if gpus and args.scheduler is None and not visible_gpus():
+        raise DeviceUnavailableError(
+            f"device={cfg.device!r} but no CUDA GPU is visible on this machine; use -p device cpu (or a "
+            "CPU configuration such as configs/smoke_cpu.yaml), or run on a machine with a GPU")
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.workers is not None or args.scheduler is not None or gpus:
+            client = stack.enter_context(dask_client(args.workers, args.scheduler, gpus=gpus and not args.scheduler))
+        outdir = Path(args.outdir)
+        try:
+            doc = train(cfg, outdir, client=client, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            where = args.checkpoint_dir or outdir / "checkpoints"
+            _say(args, f"interrupted; finished fits are checkpointed under {where}; rerun the same command to "
+                       "train only what is missing")
+            return 130
+    res = doc.get("results", {}) if isinstance(doc, dict) else {}
+    prov = doc.get("provenance", {}) if isinstance(doc, dict) else {}
+    print(f"wrote {outdir / 'results.json'}: {len(res.get('records', []))} records, {res.get('fits_trained', '?')} "
+          f"fits trained, {res.get('fits_loaded', '?')} loaded, {prov.get('seconds', 0.0):.1f} s on "
+          f"{prov.get('device', '?')}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run, "params": _params, "sweep": _sweep, "train": _train}
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors: one line each
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    print(f"{PROG} {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+#: The optional packages of the command line and the extra (pyproject.toml) that installs each.
+_EXTRAS = {"dask": "dist", "distributed": "dist", "dask_jobqueue": "dist", "pandas": "dist", "yaml": "dist",
+           "dask_cuda": "gpu", "papermill": "book", "jupytext": "book", "nbformat": "book", "myst_nb": "book",
+           "matplotlib": "book", "ipykernel": "book", "torch": "nn", "torchvision": "nn"}
+
+
+def _expected(exc: BaseException) -> SdlibError | None:
+    """Exceptions a user can act on, as the :mod:`sdlib.errors` type that says how."""
+    import urllib.error
+
+    if isinstance(exc, SdlibError):
+        return exc
+    if isinstance(exc, urllib.error.URLError):
+        url = getattr(exc, "url", None) or getattr(exc, "filename", None) or "a data file"
+        return RunError(f"could not download {url} ({getattr(exc, 'reason', exc)}); download it on a machine with "
+                        "network access and place the files under the data_dir of the configuration")
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        package = exc.name.split(".")[0]
+        extra = _EXTRAS.get(package)
+        if extra is not None:
+            return RunError(f"the package {package!r} is not installed; install the extra that brings it: "
+                            f"pip install -e '.[{extra}]'")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return RunError(f"out of memory ({type(exc).__name__}: {exc}); lower batch_size, n_train or the number of "
+                        "workers")
+    return None
+
+
+def _die_with_parent() -> None:
+    """A point of a sweep ends with the Dask worker that started it (Linux: PR_SET_PDEATHSIG)."""
+    parent = os.environ.pop("SDLIB_PARENT_PID", None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the worker died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m sdlib`` and of the ``sdlib`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from sdlib import runner
-
+    args = build_parser().parse_args(argv)
+    _die_with_parent()
+    previous = None
+    if args.command in ("sweep", "train") and threading_is_main():
+        # SIGTERM stops a sweep or a training as Ctrl-C does: the summary is written, exit 130.
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        if args.command == "params":
-            params = runner.notebook_parameters(args.notebook)
-            print(runner.parameters_json(params) if args.json else runner.format_parameters(params))
-            return 0
-        overrides = {name: runner.parse_cli_value(value) for name, value in args.parameter}
-        result = runner.run_notebook(
-            args.notebook, args.outdir, parameters=overrides, config=args.config,
-            kernel_name=args.kernel, timeout=args.timeout, progress_bar=not args.no_progress,
-        )
-    except (runner.ParameterError, runner.NotebookError) as exc:
-        print(f"python -m sdlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    if result.ok:
-        print(f"ran {args.notebook}: {result.notebook}, {len(result.figures)} figure(s), {result.results_json}")
-        return 0
-    print(f"python -m sdlib run: {args.notebook} failed: {result.error}\n"
-          f"the executed notebook with the traceback: {result.notebook}; status in {result.results_json}",
-          file=sys.stderr)
-    return 1
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _say(args, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        known = _expected(exc)
+        if known is not None:
+            _say(args, str(known))
+            return known.exit_code
+        _say(args, f"unexpected {type(exc).__name__}: {exc}; rerun with --debug for the traceback and report it")
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit; after an interrupted run whose papermill thread still hangs (a save on a slow disk, a
+    kernel that does not answer), without waiting for it or for its kernel's clean-up at exit."""
+    runner = sys.modules.get("sdlib.runner")
+    if runner is not None and runner.abandoned_executions():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

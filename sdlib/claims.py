@@ -210,9 +210,10 @@ def monotone(direction: str, *, strict: bool = True, tol: float = 0.0, axis: int
 def ci_within(margin: float, *, why: str, fmt: str | None = None) -> Criterion:
     """A confidence interval ``(low, high)`` of a difference lies within ``±margin``.
 
-    ``holds`` when it does; ``inconclusive`` when the interval is wider than the margin band
-    (``high - low > 2 margin``: the data cannot decide); ``fails`` otherwise (a narrow interval
-    that leaves the band).
+    The three-way reading of an equivalence test (two one-sided tests at the interval's level):
+    ``holds`` when the interval lies inside ``[-margin, margin]`` (equivalence shown); ``fails``
+    when it lies entirely outside that band (a difference larger than the margin shown);
+    ``inconclusive`` when it overlaps the band without lying inside it (the data cannot decide).
     """
     margin = float(margin)
     if not margin > 0:
@@ -220,11 +221,13 @@ def ci_within(margin: float, *, why: str, fmt: str | None = None) -> Criterion:
 
     def test(v: Any) -> str:
         lo, hi = (float(x) for x in v)
+        if lo > hi:
+            raise ValueError(f"ci_within needs an interval (low, high) with low <= high, got {v!r}")
         if -margin <= lo and hi <= margin:
             return "holds"
-        if hi - lo > 2 * margin:
-            return "inconclusive"
-        return "fails"
+        if lo > margin or hi < -margin:
+            return "fails"
+        return "inconclusive"
 
     return Criterion(f"interval within ±{_fmt_number(margin)}", _check_why(why), test,
                      lambda v: tuple(float(x) for x in v), fmt)

@@ -3,7 +3,10 @@
 ``rbf`` is ``exp(-gamma ||x - x'||^2)`` (the paper's Section 4.5 uses ``gamma = 80``), ``laplacian``
 is ``exp(-gamma ||x - x'||_1)``, ``polynomial`` is ``(gamma <x, x'> + coef0)^degree``, and so on:
 see :func:`sklearn.metrics.pairwise.pairwise_kernels`. A callable ``kernel(x, y, **params)`` is
-also accepted, as in :class:`sklearn.kernel_ridge.KernelRidge`.
+also accepted, as in :class:`sklearn.kernel_ridge.KernelRidge` (evaluated pair by pair), and so is
+a scikit-learn kernel object (:class:`sklearn.gaussian_process.kernels.Kernel`, e.g.
+``RBF(length_scale=0.1)`` or the neural tangent kernel :class:`sdlib.ntk.ReLUNTK`), whose
+``kernel(X, Y)`` gives the whole Gram matrix at once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.base import clone
+from sklearn.gaussian_process.kernels import Kernel
 from sklearn.metrics.pairwise import PAIRWISE_KERNEL_FUNCTIONS, pairwise_kernels
 
 __all__ = ["KERNELS", "kernel_matrix", "check_kernel"]
@@ -20,7 +25,7 @@ __all__ = ["KERNELS", "kernel_matrix", "check_kernel"]
 #: Kernel names accepted by :func:`kernel_matrix` (scikit-learn's, plus "precomputed").
 KERNELS: tuple[str, ...] = tuple(sorted(PAIRWISE_KERNEL_FUNCTIONS)) + ("precomputed",)
 
-KernelSpec = str | Callable[..., float]
+KernelSpec = str | Callable[..., float] | Kernel
 
 
 def check_kernel(kernel: KernelSpec) -> None:
@@ -44,9 +49,15 @@ def kernel_matrix(
     """Gram matrix ``[kappa(x_i, y_j)]`` (Section 3's ``K = kappa(X, X)`` when ``Y`` is None).
 
     Parameters not used by a kernel are dropped (scikit-learn's ``filter_params``), exactly as
-    :class:`~sklearn.kernel_ridge.KernelRidge` does.
+    :class:`~sklearn.kernel_ridge.KernelRidge` does. A scikit-learn kernel object is called on the
+    whole arrays, ``kernel(X, Y)``; ``kernel_params`` then set its parameters (on a copy) and
+    ``gamma``, ``degree``, ``coef0`` are not used.
     """
     check_kernel(kernel)
+    if isinstance(kernel, Kernel):
+        if kernel_params:
+            kernel = clone(kernel).set_params(**kernel_params)
+        return np.asarray(kernel(X, Y), dtype=np.float64)
     if callable(kernel):
         params = dict(kernel_params or {})
     else:

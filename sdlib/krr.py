@@ -66,6 +66,15 @@ def _blocked_cho_solve(L: FloatArray, blocks: list[tuple[int, int, FloatArray]],
 
 FloatArray = NDArray[np.float64]
 
+#: Ways to choose the weights ``alpha^(2..steps)`` from validation data (``optimal_alphas``).
+METHODS = ("greedy", "joint")
+
+
+def _check_method(method: str) -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got method={method!r}")
+    return method
+
 
 class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     """Kernel ridge regression self-distilled for ``steps`` steps with weights ``alpha``.
@@ -309,15 +318,27 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         y_val: ArrayLike,
         steps: int | None = None,
         clip: bool = False,
+        method: str = "greedy",
     ) -> FloatArray:
-        """Step-wise optimal weights ``alpha*(2..steps)`` by Algorithm 1 and eq. (16): ``(steps-1,)``.
+        """Optimal weights ``alpha^(2..steps)`` for the validation error: ``(steps-1,)``.
 
-        Greedy, as in the paper: ``alpha*(tau)`` minimises the validation error of step ``tau``
-        given the earlier ``alpha*``. With ``clip=True`` each is clipped to ``[0, 1]`` before the
-        next step uses it (footnotes 9 and 11). Multi-output targets use the Frobenius norm.
-        A zero denominator in eq. (16) gives ``alpha* = 1`` with a warning (see
+        ``method="greedy"`` (default): Algorithm 1 and eq. (16), as in the paper: ``alpha*(tau)``
+        minimises the validation error of step ``tau`` given the earlier ``alpha*``. With
+        ``clip=True`` each is clipped to ``[0, 1]`` before the next step uses it (footnotes 9 and
+        11). A zero denominator in eq. (16) gives ``alpha* = 1`` with a warning (see
         :func:`sdlib.theory.alpha_star`).
+
+        ``method="joint"`` (beyond the paper): the weights that minimise the validation error after
+        ``steps`` steps jointly, over all reals (``clip=False``) or over ``[0, 1]`` (``clip=True``),
+        from the coefficients of eq. (6) by least squares (:func:`sdlib.joint.joint_optimum`); a
+        global optimum. Its weights can be far outside ``[0, 1]``.
+
+        Multi-output targets use the Frobenius norm.
         """
+        if _check_method(method) == "joint":
+            from sdlib.joint import joint_optimum
+
+            return joint_optimum(self, X_val, y_val, steps, clip=clip).alphas
         alphas, _ = self._optimal_dual_path(X_val, y_val, steps, clip)
         return alphas
 
@@ -328,14 +349,19 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         y_val: ArrayLike,
         steps: int | None = None,
         clip: bool = False,
+        method: str = "greedy",
     ) -> tuple[FloatArray, FloatArray]:
-        """Algorithm 1 in one pass: ``(alpha*(2..steps), f(Xq, beta^(tau)) for tau = 1..steps)``.
+        """Optimal weights and the path: ``(alpha^(2..steps), f(Xq, beta^(tau)) for tau = 1..steps)``.
 
-        The same as ``a = optimal_alphas(X_val, y_val, steps, clip)`` followed by
-        ``path(Xq, steps, a)``, at half the cost: the step with ``alpha*`` is eq. (7),
-        ``c^(tau) = alpha* c^(1) + (1 - alpha*) c^(tau)_{alpha=0}``, and needs no solve of its own.
+        The same as ``a = optimal_alphas(X_val, y_val, steps, clip, method)`` followed by
+        ``path(Xq, steps, a)``. For ``method="greedy"`` (Algorithm 1) at half the cost: the step
+        with ``alpha*`` is eq. (7), ``c^(tau) = alpha* c^(1) + (1 - alpha*) c^(tau)_{alpha=0}``, and
+        needs no solve of its own.
         """
         Xq = self._check_query(Xq)
+        if _check_method(method) == "joint":
+            alphas = self.optimal_alphas(X_val, y_val, steps, clip=clip, method="joint")
+            return alphas, self.path(Xq, steps=alphas.shape[0] + 1, alpha=alphas)
         alphas, C = self._optimal_dual_path(X_val, y_val, steps, clip)
         return alphas, self._shape_out(self._predict_duals(Xq, C))
 

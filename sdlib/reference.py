@@ -491,3 +491,54 @@ class FactorisationCounter:
 
 
 __all__ += ["objective_fn7", "minimise_bfgs", "dual_refits", "eq7_refits", "FactorisationCounter"]
+
+
+def joint_alphas_numerical(
+    Phi: FloatArray,
+    Phi_val: FloatArray,
+    y: ArrayLike,
+    y_val: ArrayLike,
+    lam: float,
+    steps: int,
+    fit: FitCounter | None = None,
+) -> tuple[FloatArray, float]:
+    """Jointly optimal ``alpha^(2..steps)`` by a generic optimiser over refits: ``(alphas, error)``.
+
+    scipy's Levenberg-Marquardt (:func:`scipy.optimize.least_squares`, finite-difference Jacobian)
+    minimises the validation residual after ``steps`` steps (Frobenius norm), every evaluation
+    refitting every step with ``fit`` (problem (1) in the primal). It searches the coefficients
+    ``c`` of eq. (6), which sum to one, from ``c = (1, 0, ..., 0)`` (plain kernel ridge regression),
+    and turns each ``c`` into weights by ``alpha^(steps) = c_1``, ``alpha^(steps-k) = c_{k+1} /
+    (1 - c_1 - ... - c_k)`` (written out here, not imported); over the weights themselves such
+    optimisers stall where a weight reaches 1. ``error`` is the sum of squared validation errors of
+    the returned weights, refitted once more.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps must be an integer >= 2, got steps={steps!r}")
+    fit = FitCounter() if fit is None else fit
+    y = np.asarray(y, float)
+    y_val = np.asarray(y_val, float)
+
+    def weights(u: FloatArray) -> FloatArray:
+        c = np.concatenate([[1.0 - u.sum()], u])
+        out, rest = np.ones(steps - 1), 1.0
+        for k in range(steps - 1):  # out[steps - 2 - k] is alpha^(steps - k)
+            if rest == 0.0:
+                break  # the earlier weights do not enter; keep them at 1
+            out[steps - 2 - k] = c[k] / rest
+            rest -= c[k]
+        return out
+
+    def residual(u: FloatArray) -> FloatArray:
+        beta = fit(Phi, y, y, 1.0, lam)
+        for a in weights(u):
+            beta = fit(Phi, y, Phi @ beta, float(a), lam)
+        return (y_val - Phi_val @ beta).ravel()
+
+    method = "lm" if y_val.size >= steps - 1 else "trf"  # LM needs as many residuals as unknowns
+    res = optimize.least_squares(residual, np.zeros(steps - 1), method=method, xtol=1e-15, ftol=1e-15,
+                                 gtol=1e-15)
+    return weights(res.x), float(np.sum(residual(res.x) ** 2))
+
+
+__all__ += ["joint_alphas_numerical"]

@@ -10,18 +10,37 @@
    rendered as a label), and the search page finds "Theorem 4.5". A full-page screenshot of every
    chapter is saved to ``_build/screenshots/NAME.png``.
 
+   Every figure of a chapter is crisp: an SVG, or a PNG with at least twice as many pixels as it
+   is displayed with (the kernels of .venv draw "retina" PNGs, tools/ipython_kernel_config.py).
+3. Reading comfort, in dark mode at a phone's width (390 px): no page scrolls sideways and no
+   paragraph, list item, heading or caption is wider than the screen (tables, code and outputs
+   scroll in their own box); no figure lets the dark page show through (every pixel opaque, or a
+   light background behind it), and figures keep their aspect ratio.
+4. Every chapter is also a notebook: ``NAME.ipynb`` next to ``NAME.html``, executed (the build's
+   outputs), its first cell the Colab set-up cell, its code that of ``NAME.md``; the page's
+   download button points at it. While ``repository.url`` in _config.yml is the placeholder, no
+   page, notebook or script of the book mentions it; once it is set, every chapter page has Binder
+   and Colab buttons that open its notebook on the notebooks branch of that repository.
+5. ``make pdf`` (tools/book_pdf.py, reusing the execution cache of the build above) writes one PDF:
+   more pages than the book has chapters, and ``pdftotext`` finds "Theorem 4.5", a figure caption
+   of a chapter, the reproduction report's summary row and no raw TeX; it holds an image for every
+   figure of the chapters.
+
 The book loads nothing from the network (MathJax ships in ``book/_static/mathjax``). Every request
 to another host is blocked and recorded, and the test fails on any such request made while a page
 loads. Nothing is ignored: a console error of any kind fails the test.
 
-Without Chromium the browser part is skipped with a message, except under CI (``CI=true``), where
-it fails.
+Without Chromium (or poppler-utils for the PDF) those parts are skipped with a message, except under
+CI (``CI=true``), where they fail. ``SDLIB_BOOK_ROOT=DIR`` checks the book whose root is DIR instead
+(a small book sharing this repository's _config.yml and extension, to test the checks themselves).
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import http.server
+import json
 import os
 import re
 import shutil
@@ -32,8 +51,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("SDLIB_BOOK_ROOT") or REPO).resolve()
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 SHOTS = BUILD / "screenshots"
@@ -161,7 +182,9 @@ async () => {
   }
   await document.fonts.ready;
   const images = Array.from(document.images)
-        .map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}));
+        .map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
+                    figure: !!i.closest(".cell_output, figure, .output"),
+                    natural: i.naturalWidth, shown: i.getBoundingClientRect().width}));
   const article = document.querySelector("article") || document.querySelector("main") || document.body;
   const clone = article.cloneNode(true);
   clone.querySelectorAll("pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight")
@@ -243,6 +266,11 @@ def test_every_page_renders_in_chromium(server: str, browser, built_book: Path) 
         bad = [i["src"] for i in info["images"] if not i["ok"]]
         if bad:
             problems.append(f"{rel}: images not decoded: {bad}")
+        blurry = [f"{i['src'].rsplit('/', 1)[-1]} ({i['natural']} px shown at {i['shown']:.0f} px)"
+                  for i in info["images"] if i["ok"] and i["figure"] and i["shown"] > 0
+                  and not i["src"].split("?")[0].endswith(".svg") and i["natural"] < 2 * i["shown"] - 1]
+        if blurry:
+            problems.append(f"{rel}: figures not crisp (neither SVG nor 2x PNG): {blurry}")
         for raw in ("$$", "\\(", "\\["):
             if raw in info["text"]:
                 i = info["text"].index(raw)
@@ -281,3 +309,274 @@ def test_search_finds_theorem_45(server: str, browser) -> None:  # type: ignore[
     assert hits, "the search for 'Theorem 4.5' listed nothing"
     assert any("4.5" in h for h in hits), hits[:5]
     assert not errors, errors
+
+
+# ------------------------------------------------------------------------------------------------
+# Every chapter as a notebook; no button towards the placeholder repository
+
+
+def _repository() -> tuple[str, dict]:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+    return str((config.get("repository") or {}).get("url") or ""), config
+
+
+def _is_placeholder(url: str) -> bool:
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    try:
+        from sdlib_book import repository_is_placeholder
+    finally:
+        sys.path.pop(0)
+    return repository_is_placeholder(url) and not os.environ.get("BOOK_REPOSITORY_URL")
+
+
+def _chapters(html: Path) -> list[Path]:
+    """The chapters' sources (notebooks/*.md) that became pages."""
+    return [md for md in sorted((ROOT / "notebooks").glob("*.md"))
+            if (html / "notebooks" / (md.stem + ".html")).is_file()]
+
+
+def test_no_page_points_at_the_placeholder(built_book: Path) -> None:
+    url, config = _repository()
+    files = [p for p in built_book.rglob("*") if p.suffix in (".html", ".ipynb", ".js")
+             and not p.relative_to(built_book).as_posix().startswith("_static/mathjax/")]
+    assert len(files) > 10
+    if _is_placeholder(url):
+        needles = [url, url.split("github.com/", 1)[-1]] if url else []
+        needles += ["colab.research.google.com/github/", "mybinder.org/v2/"]
+        hits = [f"{p.relative_to(built_book)}: {n}" for p in files for n in needles if n and n in
+                p.read_text(encoding="utf8", errors="replace")]
+        assert not hits, "pages point at the placeholder repository:\n" + "\n".join(hits[:20])
+        return
+    launch = config.get("launch_buttons") or {}
+    branch = config["sphinx"]["config"]["sdlib_notebooks_branch"]
+    repo = os.environ.get("BOOK_REPOSITORY_URL") or url
+    org_repo = repo.rstrip("/").split("github.com/", 1)[1]
+    for md in _chapters(built_book):
+        rel = f"notebooks/{md.stem}.ipynb"
+        page = (built_book / "notebooks" / f"{md.stem}.html").read_text(encoding="utf8")
+        binder = f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{rel}"
+        colab = f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/{branch}/{rel}"
+        assert f'href="{binder}"' in page, f"{md.stem}: no Binder button to {binder}"
+        assert f'href="{colab}"' in page, f"{md.stem}: no Colab button to {colab}"
+
+
+def test_every_chapter_is_an_executed_notebook(built_book: Path) -> None:
+    import jupytext
+    import nbformat
+
+    chapters = _chapters(built_book)
+    assert chapters
+    for md in chapters:
+        target = built_book / "notebooks" / f"{md.stem}.ipynb"
+        assert target.is_file(), f"the build did not write {target.relative_to(built_book)}"
+        nb = nbformat.read(target, as_version=4)
+        nbformat.validate(nb)
+        first, *rest = [c for c in nb.cells if c.cell_type == "code"]
+        assert "colab-setup" in first.metadata.get("tags", []) and "google.colab" in first.source
+        source = [c.source.strip() for c in jupytext.read(md).cells if c.cell_type == "code"]
+        assert [c.source.strip() for c in rest] == source, f"{target.name} is not the code of {md.name}"
+        assert all(c.execution_count for c in rest), f"{target.name}: cells without an execution count"
+        assert any(c.outputs for c in rest), f"{target.name} holds no outputs"
+        page = (built_book / "notebooks" / f"{md.stem}.html").read_text(encoding="utf8")
+        assert f'href="{md.stem}.ipynb"' in page, f"{md.stem}.html has no download button for its notebook"
+
+
+def _page_text(path: Path) -> str:
+    """The visible text of a built page, markup removed and white space collapsed."""
+    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", path.read_text(encoding="utf8"), flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", raw)).split())
+
+
+def test_reproduce_page_lists_every_chapter_and_claim(built_book: Path) -> None:
+    from sdlib import claims as api
+
+    text = _page_text(built_book / "book" / "reproduce.html")
+    chapters = _chapters(built_book)
+    assert chapters
+    n_claims = 0
+    for md in chapters:
+        assert f"python -m sdlib run notebooks/{md.stem}.md -o runs/{md.stem}" in text, md.stem
+        # every claim the chapter recorded (its glued ledger, as the build wrote it) has its row
+        glue_file = BUILD / "jupyter_execute" / "notebooks" / f"{md.stem}.glue.json"
+        glue = json.loads(glue_file.read_text(encoding="utf8")) if glue_file.is_file() else {}
+        for prefix in api.glue_prefixes(glue):
+            for r in api.read_ledger(glue[api.ledger_key(prefix)]["data"]["text/plain"]):
+                n_claims += 1
+                assert f"claims: {api.value_key(prefix, r['key'])}" in text, (md.stem, r["key"])
+    assert n_claims, "no chapter recorded a claim"
+    # every committed benchmark has its command, without where it was written or a dirty-tree flag
+    for f in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert f"benchmarks/results/{f.name}" in text
+    assert "--allow-dirty" not in text and "--out " not in text
+    assert str(ROOT) not in text, "the page names a folder of the machine that built it"
+
+
+def test_cite_page_has_both_entries(built_book: Path) -> None:
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text(encoding="utf8"))
+    text = _page_text(built_book / "book" / "cite.html")
+    assert "@inproceedings{borup2021teacher," in text
+    assert "@software{companion," in text and f"version = {{{cff['version']}}}" in text
+
+
+def test_benchmark_figure_is_drawn(built_book: Path) -> None:
+    page = (built_book / "book" / "benchmarks.html").read_text(encoding="utf8")
+    fig = re.search(r'<figure class="[^"]*sdlib-bench-figure[^"]*".*?</figure>', page, re.S)
+    assert fig, "the Benchmarks page has no scaling figure"
+    assert "<svg" in fig[0] and "viewBox" in fig[0]
+    assert "Not a figure of the paper" in fig[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading comfort: dark mode at a phone's width
+
+NARROW = {"width": 390, "height": 844}
+
+# Runs in a page (dark mode, 390 px): what overflows sideways, and the figures' backdrop.
+_COMFORT = r"""
+async () => {
+  for (const img of document.images) { if (img.loading === "lazy") img.loading = "eager"; }
+  await Promise.all(Array.from(document.images).filter(i => !i.complete)
+        .map(i => new Promise(r => { i.addEventListener("load", r); i.addEventListener("error", r); })));
+  if (window.MathJax && window.MathJax.startup) {
+    await window.MathJax.startup.promise;
+    if (window.MathJax.typesetPromise) { await window.MathJax.typesetPromise(); }
+  }
+  const vw = document.documentElement.clientWidth;
+  const wide = [];
+  const scrollers = "table, pre, .highlight, .cell_output, .output, div.math, .pst-scrollable-table-container, " +
+                    "mjx-container[display='true']";
+  for (const el of document.querySelectorAll(
+        "article p, article li, article h1, article h2, article h3, article dd, article dt, article figcaption")) {
+    if (el.closest(scrollers)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.right > vw + 1 || el.scrollWidth > el.clientWidth + 1) {
+      wide.push(`${el.tagName.toLowerCase()} (${Math.round(Math.max(r.right, r.left + el.scrollWidth))} px): ` +
+                el.textContent.trim().slice(0, 70));
+    }
+  }
+  const figures = [];
+  for (const img of document.querySelectorAll("article .cell_output img, article figure img, article .output img")) {
+    const r = img.getBoundingClientRect();
+    if (!img.naturalWidth || r.width === 0) continue;
+    const c = document.createElement("canvas");
+    c.width = Math.min(img.naturalWidth, 400);
+    c.height = Math.max(1, Math.round(c.width * img.naturalHeight / img.naturalWidth));
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0, c.width, c.height);
+    const data = ctx.getImageData(0, 0, c.width, c.height).data;
+    let transparent = 0;
+    for (let k = 3; k < data.length; k += 4) { if (data[k] < 250) transparent += 1; }
+    const bg = getComputedStyle(img).backgroundColor;
+    const m = bg.match(/rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)/);
+    const light = !!m && (m[4] === undefined || +m[4] > 0.99) && (0.2126 * m[1] + 0.7152 * m[2] + 0.0722 * m[3]) > 200;
+    const st = getComputedStyle(img);  // the content box: the theme pads figures in dark mode
+    const w = r.width - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight)
+              - parseFloat(st.borderLeftWidth) - parseFloat(st.borderRightWidth);
+    const h = r.height - parseFloat(st.paddingTop) - parseFloat(st.paddingBottom)
+              - parseFloat(st.borderTopWidth) - parseFloat(st.borderBottomWidth);
+    figures.push({src: img.src.split("/").pop(), transparent: transparent / (data.length / 4), light,
+                  ratio: (w / h) / (img.naturalWidth / img.naturalHeight)});
+  }
+  return {vw, pageWidth: document.documentElement.scrollWidth, wide, figures,
+          theme: document.documentElement.dataset.theme};
+}
+"""
+
+
+def test_reading_comfort_dark_and_narrow(server: str, browser, built_book: Path) -> None:  # type: ignore[no-untyped-def]
+    pages = [rel for rel in _pages(built_book) if rel.split("/")[0] in CHAPTER_DIRS and rel.count("/") == 1]
+    assert pages
+    context = browser.new_context(viewport=NARROW, color_scheme="dark", device_scale_factor=1)
+    # pydata-sphinx-theme reads the reader's choice from localStorage before the page is drawn.
+    context.add_init_script("localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server) else r.abort())
+    page = context.new_page()
+    problems: list[str] = []
+    n_figures = 0
+    for rel in pages:
+        page.goto(server + rel, wait_until="load", timeout=60_000)
+        info = page.evaluate(_COMFORT)
+        if info["theme"] != "dark":
+            problems.append(f"{rel}: the page is not in dark mode (data-theme={info['theme']!r})")
+        if info["pageWidth"] > info["vw"] + 1:
+            problems.append(f"{rel}: the page scrolls sideways ({info['pageWidth']} px in a {info['vw']} px screen)")
+        problems.extend(f"{rel}: wider than the screen: {w}" for w in info["wide"][:5])
+        for f in info["figures"]:
+            n_figures += 1
+            if f["transparent"] > 0 and not f["light"]:
+                problems.append(f"{rel}: figure {f['src']} is {f['transparent']:.0%} transparent on the dark page")
+            if abs(f["ratio"] - 1) > 0.03:
+                problems.append(f"{rel}: figure {f['src']} is distorted (aspect ratio x{f['ratio']:.2f})")
+        if rel.startswith("notebooks/"):
+            page.screenshot(path=str(SHOTS / f"{Path(rel).stem}-dark-390.png"), full_page=False)
+    context.close()
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:60])
+    assert n_figures, "no figure was found on the chapters' pages"
+
+
+# ------------------------------------------------------------------------------------------------
+# The book as one PDF
+
+
+def _tool(name: str, package: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        msg = f"{name} is not installed (apt-get install {package}): the PDF is not checked"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but " + msg)
+        pytest.skip(msg)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def book_pdf(built_book: Path, browser) -> Path:  # type: ignore[no-untyped-def]
+    """``make pdf`` (tools/book_pdf.py) after the HTML build: notebooks come from its cache."""
+    out = BUILD / "pdf" / "book.pdf"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "book_pdf.py"), "--root", str(ROOT), "--out", str(out),
+                           "--chromium", _chromium() or ""], capture_output=True, text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, f"tools/book_pdf.py failed:\n{(proc.stdout + proc.stderr)[-6000:]}"
+    assert out.is_file()
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"-\n(?=\w)", "", text).split())
+
+
+def test_book_pdf(book_pdf: Path, built_book: Path) -> None:
+    from pypdf import PdfReader
+
+    info = subprocess.run([_tool("pdfinfo", "poppler-utils"), str(book_pdf)], capture_output=True, text=True,
+                          check=True).stdout
+    n_pages = int(re.search(r"^Pages:\s+(\d+)", info, re.M)[1])  # type: ignore[index]
+    chapters = [rel for rel in _pages(built_book) if rel.split("/")[0] in CHAPTER_DIRS and rel.count("/") == 1]
+    assert n_pages > len(chapters), f"{n_pages} pages for {len(chapters)} chapters"
+    text = _norm(subprocess.run([_tool("pdftotext", "poppler-utils"), "-enc", "UTF-8", str(book_pdf), "-"],
+                                capture_output=True, text=True, check=True).stdout)
+    # a chapter's figure caption, as the HTML book shows it
+    captions = []
+    for md in _chapters(built_book):
+        page = (built_book / "notebooks" / f"{md.stem}.html").read_text(encoding="utf8")
+        for c in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S):
+            # the caption's longest stretch of words without math (MathJax draws the math as glyphs)
+            plain = html.unescape(re.sub(r"<[^>]+>", " ", c))
+            words = max((_norm(p).split() for p in re.split(r"\\\(.*?\\\)|\$.*?\$", plain)), key=len)
+            if len(words) >= 4:
+                captions.append(" ".join(words[:8]))
+    assert captions, "no chapter has a figure caption"
+    # compared without white space: the HTML's markup inside a caption and the PDF's line breaks
+    # place spaces differently
+    flat = re.sub(r"\s+", "", text)
+    missing = [c for c in captions if re.sub(r"\s+", "", c) not in flat]
+    assert not missing, f"captions missing from the PDF: {missing[:3]}"
+    assert "Theorem 4.5" in text
+    if (built_book / "book" / "reproduction.html").is_file():
+        assert "All chapters" in text, "the reproduction report's summary is not in the PDF"
+    for raw in ("\\tag{", "$$"):
+        assert raw not in text, f"raw TeX {raw!r} in the PDF: equations were not typeset"
+    images = sum(len(p.images) for p in PdfReader(book_pdf).pages)
+    figures = sum(len(re.findall(r'<img [^>]*src="[^"]*_images/', (built_book / "notebooks" / f"{md.stem}.html")
+                                 .read_text(encoding="utf8"))) for md in _chapters(built_book))
+    assert images >= figures, f"{images} images in the PDF, {figures} figures in the chapters"

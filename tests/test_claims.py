@@ -72,7 +72,12 @@ def test_ci_within_gives_three_verdicts() -> None:
     crit = ci_within(0.01, why="seed spread")
     assert crit.measure((-0.004, 0.006))[0] == "holds"
     assert crit.measure((-0.05, 0.04))[0] == "inconclusive"  # wider than the band: cannot decide
-    assert crit.measure((0.012, 0.02))[0] == "fails"         # narrow and outside
+    assert crit.measure((-0.019, -0.003))[0] == "inconclusive"  # narrow, overlaps the band's edge
+    assert crit.measure((0.012, 0.02))[0] == "fails"         # entirely outside: a larger gap shown
+    assert crit.measure((-0.03, -0.011))[0] == "fails"
+    assert crit.measure((-0.01, 0.01))[0] == "holds"          # the band is closed
+    with pytest.raises(ValueError, match="low <= high"):
+        crit.measure((0.02, 0.01))
 
 
 def test_standin_needs_its_setting_and_may_be_inconclusive() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from sdlib.errors import DataMissingError  # noqa: E402
 from sdlib.nn.data import SPECS, augment, load_data, normalise  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def test_cifar10_md5_is_verified_by_default(tmp_path: Path) -> None:
 
 
 def test_cifar10_missing_names_where_the_files_go(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*download=True"):
+    with pytest.raises(DataMissingError, match=r"cifar-10-batches-py.*download: true"):
         load_data("cifar10", tmp_path / "nothing", download=False)
 
 
@@ -88,7 +89,7 @@ def test_fashion_mnist_from_gz_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_fashion_mnist_missing_names_where_the_files_go(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"FashionMNIST/raw.*dataset-fashion-mnist"):
+    with pytest.raises(DataMissingError, match=r"FashionMNIST/raw.*dataset-fashion-mnist"):
         load_data("fashion_mnist", tmp_path, download=False)
 
 

@@ -1,10 +1,13 @@
 """Bad input: unknown architecture or dataset, out-of-range parameters, device cuda without a GPU;
-the models as the paper used them; sdlib and the result readers import without torch."""
+the models as the paper used them; sdlib and the result readers import without torch; on the
+command line (``python -m sdlib train``) device cuda without a GPU, missing CIFAR-10 files and a
+download that cannot reach its host are each one line naming the fix, exit status 1."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +74,55 @@ def test_sdlib_and_result_readers_do_not_import_torch() -> None:
     code = ("import sys, sdlib, sdlib.nn, sdlib.nn.results, sdlib.nn.figures, sdlib.nn.config; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The same errors on the command line (``python -m sdlib train``): one line, exit 1, no traceback
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke_cpu.yaml"
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m sdlib train: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_cuda_without_gpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from sdlib.__main__ import main
+
+    out = tmp_path / "o"
+    assert main(["train", "-f", str(SMOKE), "-o", str(out), "--dry-run", "-p", "device", "cuda", "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "device='cuda'" in line and "no CUDA GPU" in line and "-p device cpu" in line
+    assert not (out / "results.json").exists()
+
+
+def test_cli_missing_cifar10_says_where_to_place_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("torchvision")
+    from sdlib.__main__ import main
+
+    empty = tmp_path / "data"
+    assert main(["train", "-f", str(SMOKE), "-o", str(tmp_path / "o"), "--dry-run", "-p", "dataset", "cifar10",
+                 "-p", "data_dir", str(empty), "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "CIFAR-10 not found" in line and str(empty) in line and "cifar-10-python.tar.gz" in line
+
+
+def test_cli_download_that_cannot_reach_its_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("torchvision")
+    from torchvision.datasets import CIFAR10
+
+    from sdlib.__main__ import main
+
+    # port 9 (discard) on this machine: refused at once, whatever the network
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    empty = tmp_path / "data"
+    assert main(["train", "-f", str(SMOKE), "-o", str(tmp_path / "o"), "--dry-run", "-p", "dataset", "cifar10",
+                 "-p", "data_dir", str(empty), "-p", "download", "true", "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "could not download CIFAR-10" in line and str(empty) in line and "download: false" in line

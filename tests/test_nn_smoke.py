@@ -1,5 +1,5 @@
 """Section 5 end to end: the notebook run by `python -m sdlib run` with configs/smoke_cpu.yaml
-(digits, the small CNN, 3 chains, 3 steps, 2 seeds, trained on the CPU)."""
+(digits, the small CNN, 3 chains, 3 steps, 2 seeds, trained on the CPU through sdlib.nn.graph)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def test_smoke_config_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runner_doc = json.loads((out / "results.json").read_text())
     assert runner_doc["status"] == "ok"
-    assert runner_doc["claims"]["sec5_fits"]["status"] == "✓"
+    claims = {c["key"]: c for c in runner_doc["claims"] if c.get("prefix") == "sec5"}
+    for step in (2, 3):   # a stand-in verdict per step, derived from an interval (2 seeds: wide)
+        c = claims[f"comparable_step{step}"]
+        assert c["kind"] == "standin" and c["status"] in ("✓", "✗", "?")
+        lo, hi = c["value"]
+        assert lo <= hi
     # the chains' own results file, one record per (seed, chain, step), with provenance
     doc = json.loads((tmp_path / "section5" / "results.json").read_text())
     recs = doc["results"]["records"]

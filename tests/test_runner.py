@@ -1,23 +1,35 @@
 """``python -m sdlib run`` / :mod:`sdlib.runner` on tiny notebooks written into tmp_path.
 
-What is checked: the parameters cell is parsed with its types; unknown names and wrong types are
-errors naming the parameter, the value and the expected type (exit status 2, message on stderr,
-nothing executed); YAML config values are merged under ``-p``; the notebook runs in its own
-folder; ``results.json`` holds the glued values decoded, the claims' statuses, the figures and a
-provenance block; a failing notebook keeps its executed copy with the traceback, says
-``"status": "failed"`` and exits 1; no temporary file is left behind.
+What is checked: the parameters cell is parsed with its types and its declared constraints (the
+grammar of the trailing comments, each form against values inside and outside it, intervals
+against their definition); unknown names, wrong types and values outside a constraint are errors
+naming the parameter and the value (exit status 2, one line on stderr, nothing executed); YAML
+config values are merged under ``-p``; the notebook runs in its own folder; ``results.json`` holds
+the glued values decoded, the claims' records, the figures and a provenance block; a failing
+notebook keeps its executed copy with the traceback, says ``"status": "failed"`` and exits 1;
+SIGINT during a cell keeps the notebook executed so far, says ``"status": "interrupted"``, prints
+one line, exits 130 and leaves no kernel (SIGTERM, handled alike, is sent to a run in
+tests/test_sweep.py); no temporary file is left behind; papermill's warnings about the constraint
+comments are silenced during a run only; the example of results.json on book/rerun.md has the keys
+of a real one.
 
-Only the two end-to-end tests start a Jupyter kernel (a few seconds each); the rest are pure.
+The end-to-end tests start a Jupyter kernel (a few seconds each); the rest are pure.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sdlib import runner
 from sdlib.__main__ import main
@@ -41,13 +53,13 @@ TINY = HEADER + """
 
 ```{code-cell} ipython3
 :tags: [parameters]
-lam = 0.2
-steps = 3
-kernel = "rbf"
-alphas = [0.1, 0.25]
+lam = 0.2              # ridge penalty (any sign, so that a claim can fail)
+steps = 3              # >= 1; distillation steps
+kernel = "rbf"         # one of: rbf, laplacian; kernel name
+alphas = [0.1, 0.25]   # each in [0, 1]; weights
 fail = False
 note = None
-claims_mode = "assert"
+claims_mode = "assert"  # one of: assert, report; assert the claims, or only report them
 ```
 
 ```{code-cell} ipython3
@@ -208,10 +220,12 @@ def test_params_command_lists_defaults_and_types(tiny: Path, capsys: pytest.Capt
     assert main(["params", str(tiny)]) == 0
     table = capsys.readouterr().out
     assert "lam" in table and "float" in table and "0.2" in table and "[0.1, 0.25]" in table
+    assert ">= 1" in table and "one of: rbf, laplacian" in table and "distillation steps" in table
     assert main(["params", str(tiny), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["steps"] == {"type": "int", "default": 3}
-    assert data["note"] == {"type": "any", "default": None}
+    assert data["steps"] == {"type": "int", "default": 3, "constraint": ">= 1", "description": "distillation steps"}
+    assert data["note"] == {"type": "any", "default": None, "constraint": None, "description": ""}
+    assert data["lam"]["constraint"] is None and data["lam"]["description"].startswith("ridge penalty")
 
 
 def test_glue_decoding_from_a_hand_made_notebook() -> None:
@@ -277,16 +291,38 @@ def test_run_writes_notebook_figures_and_results(tiny: Path, tmp_path: Path) -> 
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "lam = 0.75" in "".join(injected[0]["source"])
     assert _leftovers(out) == []
+    _matches_the_rerun_page(doc)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _matches_the_rerun_page(doc: dict) -> None:
+    """The example of results.json on book/rerun.md has the keys of a real one, down to the claim
+    records and the provenance block, and quotes a claim that the chapter it names records."""
+    page = (ROOT / "book" / "rerun.md").read_text(encoding="utf8")
+    block = re.search(r"```json\n(.*?)\n\s*```", page[page.index("* `results.json`"):], re.S)
+    assert block is not None, "no JSON example of results.json on book/rerun.md"
+    example = json.loads(block[1])
+    assert set(example) == set(doc)
+    assert set(example["claims"][0]) == set(doc["claims"][0])
+    assert set(example["provenance"]) == set(doc["provenance"])
+    chapter = (ROOT / example["notebook"]).read_text(encoding="utf8")
+    claim = example["claims"][0]
+    assert f'claims.check("{claim["key"]}", "{claim["statement"]}"' in chapter
+    assert f'where="{claim["where"]}"' in chapter
 
 
 def test_failing_notebook_keeps_traceback_and_exits_1(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "failed"
     proc = subprocess.run(
         [sys.executable, "-m", "sdlib", "run", str(tiny), "-p", "fail", "true", "-p", "lam", "0.3",
-         "-o", str(out), "--no-progress"],
+         "-p", "steps", "2", "-o", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1, proc.stderr
+    # one line: no papermill warning about the constraint comment of 'steps' ('>= 1' holds a second '=')
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("python -m sdlib run: error:"), proc.stderr
     assert "failed" in proc.stderr and "asked to fail at lam = 0.3" in proc.stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "failed"
@@ -301,6 +337,18 @@ def test_failing_notebook_keeps_traceback_and_exits_1(tiny: Path, tmp_path: Path
     assert _leftovers(out) == []
 
 
+def test_papermill_inspection_warnings_are_dropped_only_during_a_run(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
+    with caplog.at_level(logging.WARNING), runner._quiet_papermill_inspection():
+        loggers[1].warning("Unable to parse line 3 'steps = 6  # >= 1; steps'.")
+        loggers[0].warning("Passed unknown parameter: steps")
+        loggers[0].warning("Input notebook missing")      # any other warning still shows
+    assert [r.getMessage() for r in caplog.records] == ["Input notebook missing"]
+    assert all(not lg.filters for lg in loggers)          # nothing left behind after the run
+
+
 def test_claims_mode_is_a_parameter_that_the_runner_sets(tiny: Path, tmp_path: Path) -> None:
     """At the defaults the chapter asserts; with other parameters the runner passes claims_mode='report';
     an explicit -p claims_mode wins, and a value outside ('assert', 'report') is refused before running."""
@@ -313,3 +361,197 @@ def test_claims_mode_is_a_parameter_that_the_runner_sets(tiny: Path, tmp_path: P
     doc = json.loads((out2 / "results.json").read_text())
     assert doc["status"] == "failed" and "ClaimFailed" in doc["error"]
     assert main(["run", str(tiny), "-p", "claims_mode", "loud", "-o", str(tmp_path / "bad"), "--no-progress"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Declared constraints: the grammar of the parameters cell's trailing comments
+
+
+@pytest.mark.parametrize("comment, default, text, description, good, bad", [
+    ("> 0; ridge penalty λ", 0.2, "> 0", "ridge penalty λ", [1e-300, 5], [0, -1.0, float("nan")]),
+    (">= 1; distillation steps τ", 6, ">= 1", "distillation steps τ", [1, 100], [0, -3]),
+    ("< 1; x", 0.5, "< 1", "x", [0.99, -5], [1, 2.0]),
+    ("<= 1; x", 0.5, "<= 1", "x", [1, -1], [1.0001]),
+    (">= -1e-3; tolerance", 0.0, ">= -1e-3", "tolerance", [-1e-3, 0], [-0.0011]),
+    ("in [0, 1]; fixed weight", 0.25, "in [0, 1]", "fixed weight", [0, 0.5, 1], [-0.01, 1.01, float("nan")]),
+    ("in (0, 1); open", 0.5, "in (0, 1)", "open", [1e-9, 0.999], [0, 1]),
+    ("in [0, 1); half-open", 0.5, "in [0, 1)", "half-open", [0], [1]),
+    ("in (0, inf); positive", 1.0, "in (0, inf)", "positive", [1e300], [0, float("inf")]),
+    ("one of: rbf, laplacian; kernel name", "rbf", "one of: rbf, laplacian", "kernel name",
+     ["laplacian"], ["poly", "RBF", ""]),
+    ("one of: 1, 2, 4; width", 2, "one of: 1, 2, 4", "width", [1, 4], [3, "1"]),
+    ("non-empty and each >= 1; hidden widths", [64, 256], "non-empty and each >= 1", "hidden widths",
+     [[1], [3, 7]], [[], [0], [3, 0.5], 5]),
+    ("each in [0, 1]; weights", [0.1], "each in [0, 1]", "weights", [[], [0, 1]], [[1.5], [0.2, -0.1]]),
+    ("each one of: a, b; names", ["a"], "each one of: a, b", "names", [["a", "b"], []], [["c"], ["a", "A"]]),
+    ("non-empty; a name", "x", "non-empty", "a name", ["y"], [""]),
+    (">= 1", 3, ">= 1", "", [1], [0]),                          # a constraint alone, no description
+])
+def test_constraint_grammar(comment: str, default: object, text: str, description: str,
+                            good: list, bad: list) -> None:
+    constraint, desc = runner.parse_constraint(comment, default)
+    assert constraint is not None and constraint.text == text and desc == description
+    for v in good:
+        assert constraint.violation(v) is None, v
+    for v in bad:
+        assert constraint.violation(v) is not None, v
+
+
+@pytest.mark.parametrize("comment", [
+    "ridge penalty λ", "in the paper's notation; see eq. (1)", "each step's weight", "non-empty list of widths",
+    "one of the knobs", "",
+])
+def test_comments_that_are_descriptions(comment: str) -> None:
+    assert runner.parse_constraint(comment, [1.0]) == (None, comment)
+
+
+@pytest.mark.parametrize("comment, default, fragment", [
+    (">= one; steps", 3, "not a constraint"),
+    ("in [1, 0]; empty", 0.5, "empty"),
+    ("> 0; a kernel", "rbf", "compares numbers"),
+    ("each > 0; not a list", 0.5, "applies to lists"),
+    ("one of: 1, two; width", 2, "not an integer"),
+    ("one of: a, , b; names", "a", "none of them empty"),
+    ("each non-empty; x", [[1]], "'each non-empty' is not a constraint"),
+    (">= 1; steps", 0, "default 0 violates"),
+    ("in (0, 1]; alpha", 0.0, "default 0.0 violates"),
+])
+def test_malformed_constraints_are_errors(comment: str, default: object, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        runner.parse_constraint(comment, default)
+
+
+@given(lo=st.floats(-1e6, 1e6), width=st.floats(0, 1e6), x=st.floats(allow_nan=False, allow_infinity=False),
+       left=st.booleans(), right=st.booleans())
+def test_interval_matches_its_definition(lo: float, width: float, x: float, left: bool, right: bool) -> None:
+    hi = lo + width
+    comment = f"in {'[' if left else '('}{lo!r}, {hi!r}{']' if right else ')'}; x"
+    constraint, _ = runner.parse_constraint(comment)
+    inside = (lo <= x if left else lo < x) and (x <= hi if right else x < hi)
+    assert (constraint.violation(x) is None) == inside
+
+
+def test_parameters_cell_reads_constraints_from_trailing_comments() -> None:
+    source = (
+        '# a standalone comment is not attributed to a parameter\n'
+        'lam = 0.2            # > 0; ridge penalty λ\n'
+        'name = "a#b"  # one of: a#b, c; a hash inside a string is not a comment\n'
+        'widths = [\n'
+        '    64,   # a comment inside the list\n'
+        '    256,\n'
+        ']  # non-empty and each >= 1; hidden widths\n'
+        'plain = 3\n'
+    )
+    params = runner.parse_parameters_cell(source)
+    assert params["lam"].constraint.text == "> 0" and params["lam"].description == "ridge penalty λ"
+    assert params["name"].constraint.atoms[0].choices == ("a#b", "c")
+    assert params["widths"].constraint.text == "non-empty and each >= 1"
+    assert params["widths"].description == "hidden widths"
+    assert params["plain"].constraint is None and params["plain"].description == ""
+    with pytest.raises(runner.NotebookError, match="line 1.*'steps'.*default 0 violates"):
+        runner.parse_parameters_cell("steps = 0  # >= 1; distillation steps\n")
+    with pytest.raises(runner.NotebookError, match="line 2.*'kernel'.*compares numbers"):
+        runner.parse_parameters_cell("lam = 0.2\nkernel = 'rbf'  # > 0; kernel\n")
+
+
+@pytest.mark.parametrize("values, fragments", [
+    ({"steps": 0}, ["'steps'", "value 0", "'>= 1'", "distillation steps"]),
+    ({"kernel": "poly"}, ["'kernel'", "'poly'", "one of: rbf, laplacian"]),
+    ({"alphas": [0.5, 2.0]}, ["'alphas'", "2.0", "each in [0, 1]"]),
+])
+def test_values_outside_their_constraint_name_parameter_and_value(tiny: Path, values: dict,
+                                                                  fragments: list[str]) -> None:
+    params = runner.notebook_parameters(tiny)
+    with pytest.raises(runner.ParameterError) as err:
+        runner.validate_parameters(params, values, notebook="tiny.md")
+    for f in fragments:
+        assert f in str(err.value)
+
+
+def test_constraint_violation_on_the_command_line_exits_2_before_running(
+        tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "o"
+    assert main(["run", str(tiny), "-p", "steps", "0", "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m sdlib run: error: parameter 'steps'")
+    assert "value 0" in err and ">= 1" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: the notebook executed so far is kept, results.json says "interrupted"
+
+SLOW = HEADER + """
+```{code-cell} ipython3
+:tags: [parameters]
+marker = ""   # a file written when the slow cell starts
+wait = 120.0  # > 0; seconds to sleep
+```
+
+```{code-cell} ipython3
+import os
+import time
+from pathlib import Path
+
+from myst_nb import glue
+
+glue("slow_before", 1.5, display=False)
+```
+
+```{code-cell} ipython3
+Path(marker).write_text(str(os.getpid()))
+time.sleep(wait)
+```
+
+```{code-cell} ipython3
+glue("slow_after", 2.5, display=False)
+```
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# SIGINT here; SIGTERM, which the runner handles alike, reaches a run in
+# tests/test_sweep.py::test_sigterm_stops_a_sweep_and_its_running_point (one kernel start each in CI)
+@pytest.mark.parametrize("signum", [signal.SIGINT], ids=["SIGINT"])
+def test_interrupted_run_keeps_the_notebook_and_says_so(tmp_path: Path, signum: int) -> None:
+    nb = tmp_path / "slow.md"
+    nb.write_text(SLOW)
+    marker, out = tmp_path / "started", tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdlib", "run", str(nb), "-p", "marker", str(marker), "-o", str(out),
+         "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), proc.communicate(timeout=60)
+        kernel_pid = int(marker.read_text())
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    name = signal.Signals(signum).name
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [stderr.strip()] and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"python -m sdlib run: error: interrupted by {name}")
+    doc = json.loads((out / "results.json").read_text())
+    # cell 3 of the executed notebook: papermill inserts the injected-parameters cell after cell 0
+    assert doc["status"] == "interrupted" and doc["error"] == f"interrupted by {name} while executing cell 3"
+    assert doc["results"] == {"slow_before": 1.5} and "provenance" in doc
+    executed = json.loads((out / "slow.ipynb").read_text())
+    errors = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
+    assert _leftovers(out) == []
+    deadline = time.monotonic() + 10
+    while _alive(kernel_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(kernel_pid), "the kernel outlived the run"

@@ -2,8 +2,10 @@
 weight alpha-hat (eq. 18, Algorithm 1 adapted to networks).
 
 Modules: :mod:`~sdlib.nn.config` (parameters), :mod:`~sdlib.nn.data`, :mod:`~sdlib.nn.models`,
-:mod:`~sdlib.nn.objective` (eq. 18), :mod:`~sdlib.nn.train`, :mod:`~sdlib.nn.chains` (fixed-alpha
-and alpha-hat chains), :mod:`~sdlib.nn.results` and :mod:`~sdlib.nn.figures` (Figure 5).
+:mod:`~sdlib.nn.objective` (eq. 18), :mod:`~sdlib.nn.train` (one fit), :mod:`~sdlib.nn.chains`
+(fixed-alpha and alpha-hat chains), :mod:`~sdlib.nn.graph` (the fits as a task graph, here or on a
+Dask cluster: :func:`sdlib.nn.graph.train`), :mod:`~sdlib.nn.results` (the verdict's statistics)
+and :mod:`~sdlib.nn.figures` (Figure 5).
 ``config``, ``results`` and ``figures`` do not import torch, so committed results can be read and
 drawn without it; the names below that need torch are imported on first use.
 """

@@ -12,14 +12,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExperimentConfig", "DATASETS", "ARCHS", "OPTIMIZERS", "load_config", "chain_name"]
+from sdlib.errors import UsageError
+
+__all__ = ["ExperimentConfig", "DATASETS", "ARCHS", "BATCHNORM_ARCHS", "OPTIMIZERS", "load_config", "chain_name"]
 
 DATASETS = ("cifar10", "fashion_mnist", "digits")
 ARCHS = (
     "resnet18", "resnet34", "resnet50",
     "resnet18_cifar", "resnet34_cifar", "resnet50_cifar",
-    "small_cnn",
+    "small_cnn", "small_cnn_spatial",
 )
+#: The architectures with BatchNorm (running statistics): they cannot be trained as a vmapped stack.
+BATCHNORM_ARCHS = tuple(a for a in ARCHS if a.startswith("resnet"))
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -38,8 +42,12 @@ class ExperimentConfig:
     ``split_seed`` fixes the split and subsets, the same for every seed.
     ``alpha_hat_clip``: clip alpha-hat to [0, 1] (the paper's eq. 16 is over the reals: default False).
     ``chains_together``: train the fits of one step as one vmapped model stack (BatchNorm-free
-    architectures only, i.e. ``small_cnn``); each model still sees batches of ``batch_size``.
-    ``amp``: ``"bf16"`` autocast on CUDA (ignored on CPU), or ``"none"``.
+    architectures only, i.e. ``small_cnn`` and ``small_cnn_spatial``; a ResNet is rejected here,
+    before anything is trained); each model still sees batches of ``batch_size``.
+    ``amp``: ``"bf16"`` autocast on CUDA (ignored on CPU: a CPU run is fp32), or ``"none"`` (fp32,
+    TF32 off: :func:`sdlib.nn.train.configure_precision`).
+
+    Invalid values raise :class:`sdlib.errors.UsageError` (a ``ValueError``) naming the parameter.
     """
 
     dataset: str = "digits"
@@ -73,49 +81,52 @@ class ExperimentConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the parameter and its value for anything out of range."""
+        """Raise :class:`~sdlib.errors.UsageError` naming the parameter and its value for anything out of range."""
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset={self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+            raise UsageError(f"unknown dataset={self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch={self.arch!r}; valid architectures: {', '.join(ARCHS)}")
+            raise UsageError(f"unknown arch={self.arch!r}; valid architectures: {', '.join(ARCHS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer={self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+            raise UsageError(f"unknown optimizer={self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
         for name in ("epochs", "batch_size", "steps", "eval_batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {name}={v!r}")
+                raise UsageError(f"{name} must be a positive int, got {name}={v!r}")
         for name in ("lr", "weight_decay", "momentum"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {name}={v!r}")
+                raise UsageError(f"{name} must be a finite number >= 0, got {name}={v!r}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got lr={self.lr!r}")
+            raise UsageError(f"lr must be > 0, got lr={self.lr!r}")
         if not isinstance(self.alphas, (list, tuple)):
-            raise ValueError(f"alphas must be a list of numbers, got alphas={self.alphas!r}")
+            raise UsageError(f"alphas must be a list of numbers, got alphas={self.alphas!r}")
         self.alphas = [float(a) for a in self.alphas]
         for a in self.alphas:
             if not (math.isfinite(a) and 0.0 <= a <= 1.0):
-                raise ValueError(f"each fixed alpha must lie in [0, 1], got alphas={self.alphas!r}")
+                raise UsageError(f"each fixed alpha must lie in [0, 1], got alphas={self.alphas!r}")
         if len(set(self.alphas)) != len(self.alphas):
-            raise ValueError(f"alphas must be distinct, got alphas={self.alphas!r}")
+            raise UsageError(f"alphas must be distinct, got alphas={self.alphas!r}")
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise ValueError(f"seeds must be a non-empty list of ints, got seeds={self.seeds!r}")
+            raise UsageError(f"seeds must be a non-empty list of ints, got seeds={self.seeds!r}")
         if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds must be non-negative ints, got seeds={self.seeds!r}")
+            raise UsageError(f"seeds must be non-negative ints, got seeds={self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got seeds={self.seeds!r}")
+            raise UsageError(f"seeds must be distinct, got seeds={self.seeds!r}")
         self.seeds = list(self.seeds)
         for name in ("n_train", "n_test"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"{name} must be None or a positive int, got {name}={v!r}")
+                raise UsageError(f"{name} must be None or a positive int, got {name}={v!r}")
         if not isinstance(self.n_val, int) or isinstance(self.n_val, bool) or self.n_val < 1:
-            raise ValueError(
+            raise UsageError(
                 f"n_val must be a positive int (alpha-hat needs a validation split), got n_val={self.n_val!r}")
         if self.amp not in ("bf16", "none"):
-            raise ValueError(f"amp must be 'bf16' or 'none', got amp={self.amp!r}")
+            raise UsageError(f"amp must be 'bf16' or 'none', got amp={self.amp!r}")
         if not (self.device == "cpu" or self.device == "cuda" or str(self.device).startswith("cuda:")):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got device={self.device!r}")
+            raise UsageError(f"device must be 'cpu', 'cuda' or 'cuda:N', got device={self.device!r}")
+        if self.chains_together and self.arch in BATCHNORM_ARCHS:
+            raise UsageError(f"chains_together=True needs an architecture without BatchNorm, got arch={self.arch!r}; "
+                             "set chains_together: false (or use small_cnn / small_cnn_spatial)")
 
     @property
     def chains(self) -> list[str]:
@@ -131,7 +142,7 @@ class ExperimentConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names - set(ignore))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: {', '.join(sorted(names))}")
+            raise UsageError(f"unknown parameter(s) {unknown}; valid parameters: {', '.join(sorted(names))}")
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -142,6 +153,6 @@ def load_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
     with open(path) as fh:
         d = yaml.safe_load(fh) or {}
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+        raise UsageError(f"{path}: expected a mapping of parameter names to values")
     d.update(overrides)
     return ExperimentConfig.from_dict(d)

@@ -32,12 +32,15 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sdlib.errors import DataMissingError, RunError, UsageError
 from sdlib.nn.config import DATASETS
 
 __all__ = ["Split", "DataBundle", "SPECS", "load_data", "load_cifar10", "load_fashion_mnist", "load_digits",
@@ -97,6 +100,24 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SDLIB_DATA", Path.home() / ".cache" / "sdlib" / "data"))
 
 
+@contextmanager
+def _download_errors(what: str, where: str | Path) -> Iterator[None]:
+    """A download that cannot reach its host becomes one :class:`RunError` naming what to place where."""
+    from urllib.error import URLError
+
+    try:
+        yield
+    except URLError as e:
+        raise RunError(f"could not download {what} ({e.reason}); download it elsewhere and place the files in "
+                       f"{where}, then set download: false") from e
+    except RuntimeError as e:   # torchvision's "Error downloading ..." after every mirror failed
+        if isinstance(e, RunError) or "download" not in str(e).lower():
+            raise
+        first = str(e).strip().splitlines()[0].rstrip(":") if str(e).strip() else type(e).__name__
+        raise RunError(f"could not download {what} ({first}: no mirror could be reached); download it elsewhere "
+                       f"and place the files in {where}, then set download: false") from e
+
+
 def _cifar10_class(verify_md5: bool):  # type: ignore[no-untyped-def]
     from torchvision.datasets import CIFAR10
 
@@ -120,16 +141,20 @@ def load_cifar10(data_dir: str | Path, *, download: bool = False, verify_md5: bo
     names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
              "batches.meta"]
     if not download and not all((folder / n).is_file() for n in names):
-        raise FileNotFoundError(
-            f"CIFAR-10 not found: expected the python-version files {', '.join(names)} in {folder} "
-            f"(extract cifar-10-python.tar.gz into {data_dir}), or set download=True"
+        raise DataMissingError(
+            f"CIFAR-10 not found in {folder}: extract cifar-10-python.tar.gz into {data_dir} (it holds "
+            f"cifar-10-batches-py/{{{','.join(names)}}}), or set download: true"
         )
     cls = _cifar10_class(verify_md5)
     try:
-        tr = cls(str(data_dir), train=True, download=download)
+        with _download_errors("CIFAR-10 (cifar-10-python.tar.gz)", data_dir):
+            tr = cls(str(data_dir), train=True, download=download)
         te = cls(str(data_dir), train=False, download=False)
     except RuntimeError as e:
-        raise RuntimeError(f"CIFAR-10 in {folder}: {e} (torchvision verifies the md5 sums of the real files)") from e
+        if isinstance(e, RunError):
+            raise
+        raise RunError(f"CIFAR-10 in {folder} is not usable: {e} (torchvision verifies the md5 sums of the real "
+                       f"files); extract a fresh cifar-10-python.tar.gz into {data_dir}") from e
 
     def split(ds) -> Split:  # type: ignore[no-untyped-def]
         x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
@@ -157,10 +182,10 @@ def _fashion_root(data_dir: Path, download: bool) -> Path:
             return cache
     if download:
         return data_dir
-    raise FileNotFoundError(
-        f"Fashion-MNIST not found: expected {', '.join(FASHION_FILES)} (or their .gz) in {raw} or the .gz files "
-        f"directly in {data_dir} (Debian: apt install dataset-fashion-mnist puts them in {DEBIAN_FASHION}), "
-        "or set download=True"
+    raise DataMissingError(
+        f"Fashion-MNIST not found: place {', '.join(f + '.gz' for f in FASHION_FILES)} in {data_dir} (or "
+        f"uncompressed in {raw}); Debian's dataset-fashion-mnist package puts them in {DEBIAN_FASHION}; "
+        "or set download: true"
     )
 
 
@@ -181,7 +206,8 @@ def load_fashion_mnist(data_dir: str | Path | None, *, download: bool = False) -
             root = _fashion_root(candidates[0], download)
     else:
         root = _fashion_root(Path(data_dir), download)
-    tr = FashionMNIST(str(root), train=True, download=download)
+    with _download_errors("Fashion-MNIST (the four *-ubyte.gz files)", root):
+        tr = FashionMNIST(str(root), train=True, download=download)
     te = FashionMNIST(str(root), train=False, download=False)
     return (Split(tr.data[:, None].contiguous(), tr.targets.long()),
             Split(te.data[:, None].contiguous(), te.targets.long()))
@@ -217,7 +243,7 @@ def load_data(
     training set at random (``split_seed``), then ``n_train`` of the rest are kept (None: all);
     ``n_test`` images of the test set are kept (None: all)."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset={dataset!r}; valid datasets: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset={dataset!r}; valid datasets: {', '.join(DATASETS)}")
     rng = np.random.default_rng(split_seed)
     if dataset == "cifar10":
         full, test = load_cifar10(data_dir if data_dir is not None else default_data_dir(), download=download,
@@ -230,16 +256,16 @@ def load_data(
         perm = rng.permutation(len(allx))
         test, full = _take(allx, perm[:n_hold]), _take(allx, perm[n_hold:])
     if n_val >= len(full):
-        raise ValueError(f"n_val={n_val} leaves no training images (the training set has {len(full)})")
+        raise UsageError(f"n_val={n_val} leaves no training images (the training set has {len(full)})")
     perm = rng.permutation(len(full))
     val_idx, rest = perm[:n_val], perm[n_val:]
     if n_train is not None:
         if n_train > len(rest):
-            raise ValueError(f"n_train={n_train} exceeds the {len(rest)} training images left after n_val={n_val}")
+            raise UsageError(f"n_train={n_train} exceeds the {len(rest)} training images left after n_val={n_val}")
         rest = rest[:n_train]
     if n_test is not None and dataset != "digits":
         if n_test > len(test):
-            raise ValueError(f"n_test={n_test} exceeds the {len(test)} test images")
+            raise UsageError(f"n_test={n_test} exceeds the {len(test)} test images")
         test = _take(test, rng.permutation(len(test))[:n_test])
     return DataBundle(dataset, SPECS[dataset], _take(full, np.sort(rest)), _take(full, np.sort(val_idx)), test)
 

@@ -5,15 +5,19 @@ probabilities, i.e. the softmax of the outputs) and the teacher's probabilities 
 
     alpha/2 ||softmax(f) - Y||_F^2 + (1 - alpha)/2 ||softmax(f) - Y^(tau-1)||_F^2 + lam/2 ||theta||^2.
 
+The paper prints ``Y^(1)`` in the first term; with Section 3's notation (``y^(0) = y``, ``y^(1)`` the
+first fit's predictions) that is an erratum: the ground-truth targets ``Y`` are meant (problem 3,
+footnote 12), and they are what is used here.
+
 Reduction used here (documented choice): the data terms are averaged over the examples of the
 batch (the *mean over the batch of per-example squared errors / 2*, summed over the ``p`` classes),
 and the penalty is ``lam/2 * sum of squared parameters`` (every parameter tensor). Minimising the
 batch mean with ``lam`` is minimising eq. (18) (a sum over the ``n`` training examples) with
 ``lam_eq18 = n * lam``. The teacher's probabilities are computed on the *same augmented batch*.
 
-The authors' released code differs (NOTES.md): ``torch.nn.functional.mse_loss`` (a mean over the
-batch *and* the ``p`` classes, i.e. our data terms x 2/p) and a penalty ``1e-4 * sum ||theta||``
-(norms, not squared). Ours follows eq. (18).
+The authors' released code differs (the chapter notebooks/section5_deep.md, "The objective as
+trained"): ``torch.nn.functional.mse_loss`` (a mean over the batch *and* the ``p`` classes, i.e. our
+data terms x 2/p) and a penalty ``1e-4 * sum ||theta||`` (norms, not squared). Ours follows eq. (18).
 """
 
 from __future__ import annotations

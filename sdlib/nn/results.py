@@ -1,6 +1,13 @@
-"""Reading Section 5 results (``results.json`` written by :func:`sdlib.nn.chains.run_experiment`)
-and summarising them for Figure 5 and the tables; numpy only (no torch), so the book can show
-committed runs without torch installed.
+"""Reading Section 5 results (``results.json`` written by :func:`sdlib.nn.graph.train`) and
+summarising them for Figure 5, the tables and the verdict; numpy and scipy only (no torch), so the
+book can show committed runs without torch installed.
+
+The verdict's statistics (:func:`paired_comparison`): at each step tau >= 2 the best fixed alpha is
+the fixed-alpha chain with the highest mean *validation* accuracy over seeds (the split alpha-hat is
+estimated on), and it is scored with alpha-hat's chain on the *test* split, which neither choice has
+seen; per seed the difference (alpha-hat minus best fixed) is paired (same seed, same first model,
+same test images), and its mean gets a Student-t confidence interval with n - 1 degrees of freedom
+(:func:`t_interval`).
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["RESULTS_KIND", "load_run", "find_runs", "largest_run", "run_size", "curves", "alpha_hat_table",
-           "best_fixed", "fit_counts", "fits_alpha_hat", "fits_grid"]
+           "best_fixed", "fit_counts", "fits_alpha_hat", "fits_grid", "t_interval", "per_seed",
+           "paired_comparison", "training_seconds", "paper_fits"]
 
 RESULTS_KIND = "sdlib.nn/section5"
 
@@ -25,6 +33,21 @@ def fits_alpha_hat(tau: int) -> int:
 def fits_grid(tau: int, g: int) -> int:
     """Fits of a grid search over ``g`` fixed alphas up to step ``tau``: ``g(tau - 1) + 1``."""
     return g * (tau - 1) + 1
+
+
+def paper_fits(tau: int = 5, g: int = 10) -> int:
+    """Fits per seed of the paper's Figure 5: the grid over ``g`` fixed alphas and the alpha-hat chain
+    sharing one first model, ``g(tau - 1) + 1 + 2(tau - 1)``."""
+    return fits_grid(tau, g) + fits_alpha_hat(tau) - 1
+
+
+def training_seconds(doc: dict[str, Any]) -> float:
+    """Training seconds of every fit of a run, each fit once (the first model of a seed is recorded
+    in every chain; alpha-hat's alpha = 0 fits are in ``helper_records``), summed. Unlike the
+    provenance's wall time, this includes fits trained by earlier, resumed sessions."""
+    res = doc["results"]
+    fits = {(r["seed"], "first" if r["step"] == 1 else r["chain"], r["step"]): r["seconds"] for r in res["records"]}
+    return float(sum(fits.values()) + sum(r["seconds"] for r in res["helper_records"]))
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -72,16 +95,60 @@ def _chains(doc: dict[str, Any]) -> list[str]:
     return seen
 
 
-def curves(doc: dict[str, Any], metric: str = "val_acc") -> dict[str, dict[str, np.ndarray]]:
-    """Per chain: ``steps``, and ``mean``, ``min``, ``max`` of ``metric`` over seeds at each step."""
-    recs = doc["results"]["records"]
+def t_interval(x: Any, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the Student-t confidence interval at ``level`` for the mean of ``x``
+    (``n - 1`` degrees of freedom; NaN bounds for fewer than two values)."""
+    from scipy import stats
+
+    a = np.asarray(x, dtype=float).ravel()
+    m = float(a.mean())
+    if a.size < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, a.size - 1) * a.std(ddof=1) / np.sqrt(a.size))
+    return m, m - half, m + half
+
+
+def per_seed(doc: dict[str, Any], chain: str, step: int, metric: str) -> np.ndarray:
+    """``metric`` of ``chain`` at ``step`` for each seed, in the order of the run's seeds."""
+    recs = {r["seed"]: r[metric] for r in doc["results"]["records"] if r["chain"] == chain and r["step"] == step}
+    return np.array([recs[s] for s in doc["parameters"]["seeds"]], dtype=float)
+
+
+def curves(doc: dict[str, Any], metric: str = "val_acc", level: float = 0.95) -> dict[str, dict[str, np.ndarray]]:
+    """Per chain: ``steps``, and ``mean``, ``min``, ``max`` of ``metric`` over seeds at each step, and
+    ``lo``, ``hi``: the t-interval of the mean at ``level`` (:func:`t_interval`)."""
     out = {}
+    recs = doc["results"]["records"]
     for chain in _chains(doc):
         steps = sorted({r["step"] for r in recs if r["chain"] == chain})
-        vals = [[r[metric] for r in recs if r["chain"] == chain and r["step"] == s] for s in steps]
-        out[chain] = {"steps": np.array(steps), "mean": np.array([np.mean(v) for v in vals]),
+        vals = [per_seed(doc, chain, s, metric) for s in steps]
+        ci = np.array([t_interval(v, level) for v in vals])
+        out[chain] = {"steps": np.array(steps), "mean": ci[:, 0], "lo": ci[:, 1], "hi": ci[:, 2],
                       "min": np.array([np.min(v) for v in vals]), "max": np.array([np.max(v) for v in vals])}
     return out
+
+
+def paired_comparison(doc: dict[str, Any], *, select: str = "val_acc", score: str = "test_acc",
+                      level: float = 0.95) -> list[dict[str, Any]]:
+    """Per step tau >= 2: the best fixed alpha chosen on ``select`` (mean over seeds), and the
+    seed-paired difference of ``score`` (alpha-hat minus that chain) with its t-interval.
+
+    Rows: ``step``, ``best_chain``, ``best_alpha``, ``n`` (seeds), ``diff`` (per seed), ``mean``,
+    ``lo``, ``hi``, ``sd``, ``alpha_hat_score`` and ``best_score`` (means), ``oracle_chain`` (the
+    fixed chain best on ``score`` itself: the biased choice, shown for comparison)."""
+    recs = doc["results"]["records"]
+    fixed = [c for c in _chains(doc) if c.startswith("alpha=")]
+    rows = []
+    for step in sorted({r["step"] for r in recs if r["step"] >= 2}):
+        best = max(fixed, key=lambda c: per_seed(doc, c, step, select).mean())
+        oracle = max(fixed, key=lambda c: per_seed(doc, c, step, score).mean())
+        a, b = per_seed(doc, "alpha_hat", step, score), per_seed(doc, best, step, score)
+        d = a - b
+        m, lo, hi = t_interval(d, level)
+        rows.append({"step": step, "best_chain": best, "best_alpha": float(best.split("=")[1]), "n": int(d.size),
+                     "diff": d, "mean": m, "lo": lo, "hi": hi, "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+                     "alpha_hat_score": float(a.mean()), "best_score": float(b.mean()), "oracle_chain": oracle})
+    return rows
 
 
 def alpha_hat_table(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,324 @@
+"""The helpers of the book's extension (book/_ext/sdlib_book.py) that do not need a build.
+
+* The repository URL: the placeholder of _config.yml is recognised, and while it is set no button
+  is made (the theme's are switched off too); a real URL (or ``BOOK_REPOSITORY_URL``) gives Binder
+  and Colab buttons that open the chapter's exported notebook on the notebooks branch.
+* The first cell of every exported notebook: executed with a stand-in ``google.colab`` module and a
+  recording ``subprocess.run``, it clones the repository's notebooks branch, installs it and moves
+  into its ``notebooks/`` folder; outside Colab it does nothing.
+* Exporting a notebook keeps the build's outputs, puts the Colab cell first and writes the glued
+  numbers into the prose; a chapter with a CUDA ``device`` parameter asks Colab for a GPU.
+* The companion's BibTeX (from CITATION.cff) parses as BibTeX; the paper's entry is read verbatim
+  from book/references.bib; a configuration file is matched to the committed run it made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ext() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("sdlib_book", ROOT / "book" / "_ext" / "sdlib_book.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _config_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def test_placeholder_is_recognised(ext: types.ModuleType) -> None:
+    url = _config_url()
+    if "your-" in url.lower():  # the repository's own placeholder, whatever its exact text
+        assert ext.repository_is_placeholder(url)
+    assert ext.repository_is_placeholder("https://github.com/YOUR-GITHUB-USER/YOUR-FORK-OF-THIS-REPOSITORY")
+    assert ext.repository_is_placeholder("")
+    assert not ext.repository_is_placeholder("https://github.com/kennethborup/companion")
+
+
+class _Config:
+    def __init__(self, url: str) -> None:
+        self.html_theme_options = {
+            "repository_url": url, "use_repository_button": True, "use_issues_button": True,
+            "launch_buttons": {"binderhub_url": "https://mybinder.org/", "colab_url": "https://colab.research.google.com",
+                               "thebe": True, "notebook_interface": "jupyterlab"},
+        }
+
+
+@pytest.mark.parametrize("env_url", [None, "https://github.com/some-org/some-repo"])
+def test_placeholder_switches_every_repository_button_off(ext: types.ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                          env_url: str | None) -> None:
+    if env_url is None:
+        monkeypatch.delenv(ext.REPOSITORY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ext.REPOSITORY_ENV, env_url)
+    config = _Config("https://github.com/YOUR-GITHUB-USER/YOUR-FORK-OF-THIS-REPOSITORY")
+    ext._configure_repository(None, config)
+    opts = config.html_theme_options
+    # The theme's own Binder/Colab buttons are always replaced by the extension's.
+    assert "binderhub_url" not in opts["launch_buttons"] and "colab_url" not in opts["launch_buttons"]
+    assert config.sdlib_launch["binderhub_url"] == "https://mybinder.org"
+    if env_url is None:
+        assert "repository_url" not in opts
+        assert not opts["use_repository_button"] and not opts["use_issues_button"]
+        assert opts["launch_buttons"]["thebe"] is False
+        assert config.sdlib_launch["repository"] == ""
+    else:  # the Pages workflow sets the URL of the repository it runs in
+        assert opts["repository_url"] == env_url and config.sdlib_launch["repository"] == env_url
+        assert opts["use_repository_button"] and opts["launch_buttons"]["thebe"] is True
+
+
+def _run_cell(source: str, colab: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(("run", a[0], k)))
+    import os
+
+    monkeypatch.setattr(os, "chdir", lambda path: calls.append(("chdir", path)))
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(compile(source, "<colab cell>", "exec"), {})  # noqa: S102 - the cell the book writes
+    return calls
+
+
+def test_colab_cell_installs_only_in_colab(ext: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://github.com/some-org/some-repo"
+    source = ext.colab_setup_cell(url, "notebooks")
+    assert _run_cell(source, colab=False, monkeypatch=monkeypatch) == []
+    calls = _run_cell(source, colab=True, monkeypatch=monkeypatch)
+    clone, pip, chdir = calls
+    assert clone[1][:2] == ["git", "clone"] and clone[1][-2:] == [url, "/content/companion"]
+    assert clone[1][clone[1].index("--branch") + 1] == "notebooks" and clone[2]["check"]
+    assert pip[1][:4] == [sys.executable, "-m", "pip", "install"] and "/content/companion" in pip[1]
+    assert "myst-nb" in pip[1] and pip[2]["check"]
+    assert chdir == ("chdir", "/content/companion/notebooks")
+
+
+def test_colab_cell_without_repository_says_so(ext: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = ext.colab_setup_cell("", "notebooks")
+    assert _run_cell(source, colab=False, monkeypatch=monkeypatch) == []
+    with pytest.raises(RuntimeError, match="repository.url"):
+        _run_cell(source, colab=True, monkeypatch=monkeypatch)
+
+
+def test_paste_glue_formats_like_myst_nb(ext: types.ModuleType) -> None:
+    glue = {"a": {"data": {"text/plain": "0.123456"}}, "s": {"data": {"text/plain": "'✓'"}},
+            "n": {"data": {"text/plain": "42"}}}
+    text = ("x {glue:text}`a:.3f`, {glue:text}`s`, {glue}`n`, {glue:text}`n:d`, {glue:text}`missing:.2f`, "
+            "{glue:text}`../other.md::a:.1f`")
+    assert ext.paste_glue(text, glue) == ("x 0.123, ✓, 42, 42, {glue:text}`missing:.2f`, "
+                                          "{glue:text}`../other.md::a:.1f`")
+
+
+def _executed(tmp_path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupytext"] = {"text_representation": {"format_name": "myst"}}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("The mean is {glue:text}`m:.2f`."),
+                nbformat.v4.new_code_cell("lam = 0.2", execution_count=1),
+                nbformat.v4.new_code_cell("print(lam)", execution_count=2,
+                                          outputs=[nbformat.v4.new_output("stream", name="stdout", text="0.2\n")])]
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_export_keeps_outputs_and_puts_the_colab_cell_first(ext: types.ModuleType, tmp_path: Path) -> None:
+    target = tmp_path / "html" / "notebooks" / "ch.ipynb"
+    glue = {"m": {"data": {"text/plain": "0.5"}}}
+    executed = _executed(tmp_path)
+    assert ext.export_notebook(executed, target, repository="https://github.com/o/r", branch="nb",
+                               gpu=True, glue=glue)
+    nb = nbformat.read(target, as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[0].metadata["tags"] == [ext.COLAB_TAG]
+    assert "google.colab" in nb.cells[0].source and "https://github.com/o/r" in nb.cells[0].source
+    assert nb.cells[1].source == "The mean is 0.50."
+    assert nb.cells[3].outputs[0]["text"] == "0.2\n" and nb.cells[3].execution_count == 2
+    assert "jupytext" not in nb.metadata and nb.metadata["accelerator"] == "GPU"
+    # unchanged: not written again
+    assert not ext.export_notebook(executed, target, repository="https://github.com/o/r", branch="nb",
+                                   gpu=True, glue=glue)
+
+
+def test_export_takes_the_outputs_from_the_execution_cache(ext: types.ModuleType, tmp_path: Path) -> None:
+    # myst-nb (execute_notebooks: cache) writes the page's notebook without outputs; they are in
+    # the cache, matched by the code of the cells.
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    executed = _executed(tmp_path)
+    cache_dir = tmp_path / ".jupyter_cache"
+    get_cache(str(cache_dir)).cache_notebook_bundle(
+        CacheBundleIn(nbformat.read(executed, as_version=4), str(executed)), check_validity=False)
+    bare = nbformat.read(executed, as_version=4)
+    for c in bare.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    page_nb = tmp_path / "page.ipynb"
+    nbformat.write(bare, page_nb)
+    target = tmp_path / "out.ipynb"
+    ext.export_notebook(page_nb, target, repository="", branch="nb", gpu=False, cache=cache_dir)
+    code = [c for c in nbformat.read(target, as_version=4).cells if c.cell_type == "code"][1:]
+    assert [c.execution_count for c in code] == [1, 2] and code[1].outputs[0]["text"] == "0.2\n"
+    # without a cache (or a record for this code) the notebook is exported as it is
+    other = tmp_path / "other.ipynb"
+    bare.cells[1].source = "lam = 0.3"
+    nbformat.write(bare, other)
+    ext.export_notebook(other, target, repository="", branch="nb", gpu=False, cache=cache_dir)
+    assert not any(c.outputs for c in nbformat.read(target, as_version=4).cells if c.cell_type == "code")
+    assert ext.merge_cached_outputs(bare, tmp_path / "no_cache") is bare
+
+
+class _Env:
+    def __init__(self, folder: Path, doc: str) -> None:
+        self.mystnb_config = types.SimpleNamespace(output_folder=str(folder))
+        self.metadata = {doc: {"kernelspec": {"name": "python3"}}}
+
+    def doc2path(self, doc: str) -> str:
+        return str(ROOT / f"{doc}.md")
+
+
+def _page(ext: types.ModuleType, tmp_path: Path, repository: str) -> list[dict]:
+    doc = "notebooks/ch"
+    execute = tmp_path / "jupyter_execute"
+    (execute / "notebooks").mkdir(parents=True)
+    _executed(tmp_path).rename(execute / "notebooks" / "ch.ipynb")
+    app = types.SimpleNamespace(
+        env=_Env(execute, doc), outdir=str(tmp_path / "html"),
+        builder=types.SimpleNamespace(format="html", name="html"),
+        config=types.SimpleNamespace(sdlib_notebooks_branch="notebooks", sdlib_launch={
+            "repository": repository, "binderhub_url": "https://mybinder.org",
+            "colab_url": "https://colab.research.google.com"}),
+    )
+    buttons = [{"type": "group", "label": "download-buttons", "buttons": [
+        {"label": "download-source-button", "url": "../_sources/notebooks/ch.md"}]}]
+    context = {"header_buttons": buttons, "pathto": lambda name, resource=0: name.split("/")[-1]}
+    ext._notebook_buttons(app, doc, "page.html", context, None)
+    assert (tmp_path / "html" / "notebooks" / "ch.ipynb").is_file()
+    return buttons
+
+
+def test_chapter_page_buttons_without_repository(ext: types.ModuleType, tmp_path: Path) -> None:
+    buttons = _page(ext, tmp_path, "")
+    assert [b["label"] for b in buttons] == ["download-buttons"]
+    first = buttons[0]["buttons"][0]
+    assert first["label"] == "download-notebook-button" and first["url"] == "ch.ipynb"
+
+
+def test_chapter_page_buttons_with_repository(ext: types.ModuleType, tmp_path: Path) -> None:
+    buttons = _page(ext, tmp_path, "https://github.com/o/r")
+    launch = next(b for b in buttons if b["label"] == "launch-buttons")
+    urls = {b["text"]: b["url"] for b in launch["buttons"]}
+    assert urls == {"Binder": "https://mybinder.org/v2/gh/o/r/notebooks?urlpath=lab/tree/notebooks/ch.ipynb",
+                    "Colab": "https://colab.research.google.com/github/o/r/blob/notebooks/notebooks/ch.ipynb"}
+
+
+def test_companion_bibtex_parses(ext: types.ModuleType) -> None:
+    from pybtex.database import parse_string
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf8"))
+    entry = parse_string(ext.cff_to_bibtex(cff), "bibtex").entries["companion"]
+    assert entry.type == "software"
+    assert entry.fields["version"] == str(cff["version"])
+    assert entry.fields["title"] == cff["title"]
+
+
+def test_paper_bibtex_is_read_verbatim(ext: types.ModuleType) -> None:
+    from pybtex.database import parse_string
+
+    text = (ROOT / "book" / "references.bib").read_text(encoding="utf8")
+    raw = ext.bib_entry(text, "borup2021teacher")
+    assert raw in text and raw.startswith("@inproceedings")
+    entry = parse_string(raw, "bibtex").entries["borup2021teacher"]
+    assert entry.fields["year"] == "2021" and "Teacher Needs Guidance" in entry.fields["title"]
+    with pytest.raises(KeyError):
+        ext.bib_entry(text, "no_such_key")
+
+
+def test_config_matches_its_run(ext: types.ModuleType) -> None:
+    run = {"dataset": "fashion_mnist", "epochs": 6, "alphas": [0.0, 0.2], "device": "cpu", "amp": "bf16"}
+    assert ext._config_matches({"dataset": "fashion_mnist", "epochs": 6, "alphas": [0.0, 0.2], "train": True}, run)
+    assert not ext._config_matches({"dataset": "fashion_mnist", "epochs": 3, "alphas": [0.0, 0.2]}, run)
+    assert not ext._config_matches({"train": True, "results_dir": "x", "epochs": 6}, run)  # too few shared
+    assert ext._config_output({"results_dir": "../results/section5/run"}, "x") == "results/section5/run"
+    assert ext._config_output({}, "smoke") == "runs/smoke"
+
+
+def test_config_command(ext: types.ModuleType) -> None:
+    notebooks = {"notebooks/a.md": {"lam", "gamma", "claims_mode"}, "notebooks/s5.md": {"dataset", "arch", "epochs"}}
+    subs = {"run", "sweep", "train"}
+    comment = ("A run.\nRun it with\n  python -m sdlib train -f configs/x.yaml \\\n"
+               "      -o results/x --workers 2\nmore text")
+    args = ("configs/x.yaml", {"dataset": "d", "arch": "a"}, comment)
+    assert ext.config_command(*args, "runs/x", notebooks, subs) == (
+        "python -m sdlib train -f configs/x.yaml -o results/x --workers 2")
+    assert ext.config_command(*args, "results/y", notebooks, subs, force_out=True) == (
+        "python -m sdlib train -f configs/x.yaml -o results/y --workers 2")
+    assert ext.config_command("configs/g.yaml", {"grid": {"lam": [1, 2]}}, "", "runs/g", notebooks, subs) == (
+        "python -m sdlib sweep notebooks/a.md -g configs/g.yaml -o runs/g")
+    assert ext.config_command("configs/t.yaml", {"dataset": "d", "arch": "a"}, "", "runs/t", notebooks, subs) == (
+        "python -m sdlib train -f configs/t.yaml -o runs/t")
+    assert ext.config_command("configs/t.yaml", {"dataset": "d", "arch": "a"}, "", "runs/t", notebooks, {"run"}) == (
+        "python -m sdlib run notebooks/s5.md -f configs/t.yaml -o runs/t")
+    assert ext.config_command("configs/p.yaml", {"lam": 0.1}, "", "runs/p", notebooks, subs) == (
+        "python -m sdlib run notebooks/a.md -f configs/p.yaml -o runs/p")
+    assert ext.config_command("configs/q.yaml", {"nothing": 1}, "", "runs/q", notebooks, subs).startswith("not known")
+
+
+def test_first_sentence(ext: types.ModuleType) -> None:
+    assert ext._first_sentence("A run (see: here). More.") == "A run (see: here)."
+    assert ext._first_sentence("Figure 5 (x: y): details follow") == "Figure 5 (x: y)"
+    assert ext._first_sentence("word " * 60).endswith(" …") and len(ext._first_sentence("word " * 60)) <= 160
+
+
+def test_json_value(ext: types.ModuleType) -> None:
+    data = {"a": {"rows": [{"n": 1}, {"n": 8000}]}}
+    assert ext.json_value(data, "a.rows.-1.n") == 8000
+    with pytest.raises(KeyError):
+        ext.json_value(data, "a.missing")
+
+
+def test_bench_command_drops_where_to_write(ext: types.ModuleType) -> None:
+    recorded = "python benchmarks/bench_krr.py --sizes 500 1000 --allow-dirty --out /tmp/x.json --repeats 2"
+    assert ext.bench_command(recorded) == "python benchmarks/bench_krr.py --sizes 500 1000 --repeats 2"
+    assert ext.bench_command("python b.py --out=/tmp/y.json") == "python b.py"
+
+
+def _bench_data(p_n: float, p_tau: float) -> dict[str, Any]:
+    ns, taus = [500, 1000, 2000], [10, 100, 1000]
+    rows = [{"n": n, "ours": 1e-9 * n ** p_n, "kernelridge": 2e-9 * n ** p_n, "authors": 1e-7 * n ** p_n}
+            for n in ns]
+    return {"sizes": {"steps": 100, "m": 1000, "authors_timed_steps": 2, "rows": rows,
+                      "slopes": {"ours": p_n, "kernelridge": p_n, "authors": p_n}},
+            "steps": {"n": 2000, "kernelridge": 0.5, "rows": [{"steps": t, "ours": 0.1, "authors": 1e-2 * t ** p_tau}
+                                                              for t in taus],
+                      "slopes": {"ours": 0.0, "authors": p_tau}}}
+
+
+def test_benchmark_figure_is_a_scalable_svg(ext: types.ModuleType) -> None:
+    import xml.etree.ElementTree as ET
+
+    svg = ext.benchmark_figure_svg(_bench_data(3.0, 1.0))
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg") and len(root.attrib["viewBox"].split()) == 4  # scales with the column
+    # the same result file draws the same bytes (no date, fixed ids): the page is rebuilt only on change
+    assert svg == ext.benchmark_figure_svg(_bench_data(3.0, 1.0))
+    assert svg != ext.benchmark_figure_svg(_bench_data(2.0, 1.0))
+    with pytest.raises(KeyError):
+        ext.benchmark_figure_svg({"sizes": {"rows": []}})
