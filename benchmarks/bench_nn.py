@@ -50,7 +50,7 @@ from sdlib.nn.models import build_model  # noqa: E402
 from sdlib.nn.objective import distill_loss, l2_penalty  # noqa: E402
 from sdlib.nn.results import paper_fits  # noqa: E402
 from sdlib.nn.train import StackedFits, batches, configure_precision, new_model, resolve_device, train_step  # noqa: E402
-from sdlib.provenance import provenance, write_json_atomic  # noqa: E402
+from sdlib.provenance import git_commit, provenance, write_json_atomic  # noqa: E402
 
 # the paper's Figure 5: 4 seeds x (grid of 10 alphas over 5 steps + alpha-hat's 2 fits per step
 # beyond the shared first model) x 75 epochs x 50,000 CIFAR-10 training images
@@ -209,12 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     params = {"iters": args.iters, "warmup": args.warmup, "archs": args.archs, "batch_sizes": batches_,
               "workers": workers, "torch_threads": torch.get_num_threads()}
 
+    # The tree's state when the run starts: the partial results written below make it dirty later.
+    commit = git_commit()
+
     def write(complete: bool) -> None:
         results = analyse(rates, args.archs)
+        prov = provenance(started=started, seconds=time.perf_counter() - t0, device=str(dev), parameters=params)
+        prov["git_commit"] = commit
         doc = {"kind": "sdlib.bench/nn", "complete": complete, "summary": summarize(results, dev.type),
-               "results": results,
-               "provenance": provenance(started=started, seconds=time.perf_counter() - t0, device=str(dev),
-                                        parameters=params)}
+               "results": results, "provenance": prov}
         write_json_atomic(out, doc)
 
     def record(arch: str, impl: str, batch: int, fn, *a) -> None:  # type: ignore[no-untyped-def]
