@@ -438,19 +438,25 @@ def parse_cli_value(text: str) -> Any:
     return value
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Parameters from a YAML file: a mapping ``name: value`` (or ``parameters: {name: value}``)."""
+def read_yaml(path: str | Path, *, what: str, hint: str, error: type[UsageError] = UsageError) -> Any:
+    """The content of the YAML file ``path``, or a one-line ``error`` naming the ``what`` file and,
+    when it is missing, ``hint`` (what to give instead)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise ParameterError(f"config file {str(path)!r} does not exist; give the path of a YAML file "
-                             "of 'name: value' lines, e.g. configs/smoke_cpu.yaml")
+        raise error(f"{what} {str(path)!r} does not exist; {hint}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf8"))
+        return yaml.safe_load(path.read_text(encoding="utf8"))
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
-        raise ParameterError(f"config file {str(path)!r} is not valid YAML: {first}") from exc
+        raise error(f"{what} {str(path)!r} is not valid YAML: {first}") from exc
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Parameters from a YAML file: a mapping ``name: value`` (or ``parameters: {name: value}``)."""
+    data = read_yaml(path, what="config file", error=ParameterError,
+                     hint="give the path of a YAML file of 'name: value' lines, e.g. configs/smoke_cpu.yaml")
     if data is None:
         return {}
     if not isinstance(data, Mapping):

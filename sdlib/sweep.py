@@ -343,17 +343,11 @@ def make_grid(spec: Mapping[str, Any], *, source: str = "the grid") -> Grid:
 
 def load_grid(path: str | Path) -> Grid:
     """Read a GRID.yaml file (see :func:`make_grid` for its keys)."""
-    import yaml
+    from sdlib.runner import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"grid file {str(path)!r} does not exist; give a YAML file with 'grid:' or 'points:', "
-                         "e.g. configs/sweep_theorem45.yaml")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf8"))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"grid file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-    return make_grid(spec or {}, source=f"grid file {str(path)!r}")
+    spec = read_yaml(path, what="grid file",
+                     hint="give a YAML file with 'grid:' or 'points:', e.g. configs/sweep_theorem45.yaml")
+    return make_grid(spec or {}, source=f"grid file {str(Path(path))!r}")
 
 
 @dataclass
