@@ -37,16 +37,14 @@ CI (``CI=true``), where they fail. ``SDLIB_BOOK_ROOT=DIR`` checks the book whose
 
 from __future__ import annotations
 
-import functools
 import html
-import http.server
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +53,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("SDLIB_BOOK_ROOT") or REPO).resolve()
+_spec = importlib.util.spec_from_file_location("book_pdf_tool", REPO / "tools" / "book_pdf.py")
+book_pdf_tool = importlib.util.module_from_spec(_spec)  # tools/ is not a package
+_spec.loader.exec_module(book_pdf_tool)
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 SHOTS = BUILD / "screenshots"
@@ -113,30 +114,10 @@ def _pages(html: Path) -> list[str]:
     return pages
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # The browser closing a connection early (BrokenPipe) is not a defect of the book.
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(built_book: Path) -> Iterator[str]:
-    handler = functools.partial(_Quiet, directory=str(built_book))
-    httpd = _Server(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with book_pdf_tool.serve(built_book) as url:  # the server `make pdf` prints from
+        yield url
 
 
 def _chromium() -> str | None:

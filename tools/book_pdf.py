@@ -108,11 +108,19 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # The browser closing a connection early (BrokenPipe) is not a defect of the book.
+        pass
+
+
 @contextmanager
 def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on a free port of 127.0.0.1 while the block runs; yields its URL."""
     handler = functools.partial(_Quiet, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
+    httpd = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
