@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The book needs only the `book` extra (the deep-learning chapter shows committed results without
-# torch); the tests need everything. Each stamp re-installs only when pyproject.toml changes.
+# The book needs the `book` extra and the `nn` extra (torch, torchvision: the NTK chapter trains
+# networks; the deep-learning chapter reads committed results); the tests need everything. Each
+# stamp re-installs only when pyproject.toml or this file changes.
 BOOK_STAMP := $(VENV)/.stamp-book
 TEST_STAMP := $(VENV)/.stamp-test
 LAB_STAMP  := $(VENV)/.stamp-lab
@@ -35,16 +36,16 @@ define install
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 endef
 
-$(BOOK_STAMP): pyproject.toml
-	$(call install,book)
+$(BOOK_STAMP): pyproject.toml Makefile
+	$(call install,nn book)
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml
+$(TEST_STAMP): pyproject.toml Makefile
 	$(call install,nn book dist lab dev)
 	@touch $@ $(BOOK_STAMP) $(LAB_STAMP)
 
-$(LAB_STAMP): pyproject.toml
-	$(call install,book lab)
+$(LAB_STAMP): pyproject.toml Makefile
+	$(call install,nn book lab)
 	@touch $@ $(BOOK_STAMP)
 
 $(BIN)/python:

@@ -41,14 +41,19 @@ Theorem 1; Arora et al. 2019, eqs. 4-6)::
 with the arc-cosine expectations (Cho & Saul 2009): for ``c = Sigma_12 / sqrt(Sigma_11 Sigma_22)``
 and ``t = arccos c``, ``E[relu(u) relu(v)] = sqrt(Sigma_11 Sigma_22) (sin t + (pi - t) c) / (2 pi)``
 and ``E[relu'(u) relu'(v)] = (pi - t) / (2 pi)``. The NTK of ``p`` outputs is ``Theta (x) I_p``.
+
+Threads: the torch work of this module (fits, empirical kernels, paths, comparisons) runs with one
+intra-op thread unless the environment variable ``SDLIB_TORCH_THREADS`` says otherwise; torch's
+setting is restored afterwards. Small fits on busy cores are otherwise oversubscribed.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +91,43 @@ FloatArray = NDArray[np.float64]
 SQRT2 = math.sqrt(2.0)
 
 KINDS = ("ntk", "nngp")
+
+#: Environment variable: torch's intra-op threads for this module's fits and kernels (default 1).
+TORCH_THREADS_ENV = "SDLIB_TORCH_THREADS"
+
+
+def _torch_threads() -> int:
+    raw = os.environ.get(TORCH_THREADS_ENV, "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{TORCH_THREADS_ENV} must be an integer >= 1, got {TORCH_THREADS_ENV}={raw!r}")
+    return n
+
+
+def _few_torch_threads(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``func`` with torch's intra-op threads set to ``SDLIB_TORCH_THREADS`` (default 1), then
+    restore them. The fits here are small (networks of thousands to millions of parameters on a
+    few hundred points): on a machine whose cores are busy, torch's default of one thread per core
+    oversubscribes them and a fit becomes some thirtyfold slower, while one thread slows in
+    proportion to the load. Set the variable higher for large problems on an idle machine."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        before, wanted = torch.get_num_threads(), _torch_threads()
+        if before == wanted:
+            return func(*args, **kwargs)
+        torch.set_num_threads(wanted)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 # ------------------------------------------------------------------------------------------------
@@ -459,6 +501,7 @@ class _NTKPlan:
         return next(iter(self.params.values())).device
 
 
+@_few_torch_threads
 def empirical_ntk(
     model: Any,
     X: ArrayLike,
@@ -712,6 +755,7 @@ class RidgeNetwork:
             self._precond, self._precond_key = _Preconditioner(self, Xt, lam), key
         return self._precond
 
+    @_few_torch_threads
     def fit(
         self,
         X: ArrayLike,
@@ -801,6 +845,7 @@ class RidgeNetwork:
                         distance=float(np.linalg.norm(theta_np - self.theta0)
                                        / max(np.linalg.norm(self.theta0), 1e-300)))
 
+    @_few_torch_threads
     def linearized_theta(self, X: ArrayLike, targets: ArrayLike, *, lam: float) -> FloatArray:
         """The minimiser of the ridge objective for the network linearised at ``theta_0``:
         ``theta_0 + J(X)^T (Theta + lam I)^-1 t`` (eq. 2 with the feature map ``J``), by one ``vjp``."""
@@ -869,6 +914,7 @@ def _targets(y: ArrayLike) -> tuple[FloatArray, bool]:
     return y.reshape(y.shape[0], -1), y.ndim == 1
 
 
+@_few_torch_threads
 def network_path(
     net: RidgeNetwork,
     X: ArrayLike,
@@ -905,6 +951,7 @@ def network_path(
     return NetworkPath(alphas=alphas, train=out[0], query=out[1], fits=fits)
 
 
+@_few_torch_threads
 def network_optimal_path(
     net: RidgeNetwork,
     X: ArrayLike,
@@ -1038,6 +1085,7 @@ class KernelComparison:
         return relative_gap(self.empirical, self.analytic)
 
 
+@_few_torch_threads
 def compare_with_kernels(
     model: Any,
     X: ArrayLike,

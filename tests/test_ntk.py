@@ -329,14 +329,27 @@ def test_linear_model_paper_penalty_has_the_explicit_extra_term(rng: np.random.G
 
 def test_linearized_theta_and_starting_points(rng: np.random.Generator) -> None:
     """For the linear model, linearized_theta is the minimiser; fitting from there or from theta_0
-    (with or without the preconditioner) ends at the same parameters."""
+    (with or without the preconditioner) ends at the same parameters.
+
+    The objective is then a quadratic whose Hessian is >= lam I, so a point with gradient g lies
+    within ||g|| / lam of the minimiser: that bound, with the gradient the fit reports, is the
+    tolerance. With the preconditioner the problem is nearly the identity in L-BFGS's variables and
+    reaches gradients of ~1e-15, so convergence at gtol = 1e-9 holds on any machine. Without it,
+    L-BFGS-B's line search stalls (ftol = 0) somewhere between 1e-11 and 1e-8 depending on round-off
+    (a stall at 1.9e-10 was seen on one CPU, 1.4e-8 on another problem here): only the bound is
+    asserted then, and that it is small."""
     X, y = rng.normal(size=(7, 2)), rng.normal(size=7)
+    lam = 0.5
     net = ntk.RidgeNetwork(_random_features(2, 20, 1, seed=5))
-    th_lin = net.linearized_theta(X, y, lam=0.5)
+    th_lin = net.linearized_theta(X, y, lam=lam)
     for kwargs in ({}, {"start": th_lin}, {"precondition": False}):
-        fit = net.fit(X, y, lam=0.5, gtol=1e-11, **kwargs)
-        np.testing.assert_allclose(fit.theta, th_lin, rtol=0, atol=1e-8)
-        assert fit.converged and fit.distance > 0
+        fit = net.fit(X, y, lam=lam, gtol=1e-9, **kwargs)
+        assert fit.distance > 0
+        if kwargs.get("precondition", True):
+            assert fit.converged, (fit.grad_max, kwargs)
+        bound = fit.grad_theta_norm / lam
+        assert np.linalg.norm(fit.theta - th_lin) <= bound * (1 + 1e-6) + 1e-12 * np.linalg.norm(th_lin), kwargs
+        assert bound <= 1e-5 * np.linalg.norm(th_lin), (bound, kwargs)  # the fit is at the minimiser
 
 
 def test_ridge_network_bad_input(rng: np.random.Generator) -> None:

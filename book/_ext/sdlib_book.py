@@ -8,7 +8,7 @@ r"""Sphinx helpers for the companion book (loaded through ``sphinx.local_extensi
    from, and marks the page outdated whenever one of them is re-read.
 2. ``{sdlib-claims-summary}``: a directive whose content lists notebooks (one path a line, relative
    to the book's root); it becomes a table with, per chapter, the number of claims checked, how
-   many of each kind (paper, stand-in, sensitivity, observation) have each verdict, read from the
+   many of each kind (paper, external, stand-in, sensitivity, observation) have each verdict, read from the
    chapters' glued ledgers (the glue keys are defined in :mod:`sdlib.claims`). Nothing in it is
    typed by hand; only the ``paper`` columns can say that the paper does not reproduce.
 3. ``{sdlib-notebook-parameters}``: for each notebook listed in its content, a table of the
@@ -52,6 +52,13 @@ r"""Sphinx helpers for the companion book (loaded through ``sphinx.local_extensi
     (as ``{glue:text}`` does for a notebook's values), and ``{sdlib-benchmark-figure} FILE``: the
     benchmark's scaling figure (time against n and against tau, log-log, fitted slopes) drawn from
     the file when the book is built.
+13. No false green. Sphinx re-reads only changed sources, so after a build that failed (a chapter
+    whose execution raised, a glued number missing, a build killed half-way) the next build would
+    exit 0 with the broken pages still in place. A marker file in the doctree folder is written when
+    a build starts and removed only when it ends without an exception or a warning; a build that
+    finds it re-reads every page (executed notebooks still come from the cache, failed ones are
+    executed again). A chapter whose execution failed is re-read by every build until it executes,
+    and its page shows an error box in place of its partial outputs (no traceback, no empty number).
 """
 
 from __future__ import annotations
@@ -135,14 +142,65 @@ def _merge(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: BuildE
             setattr(env, attr, mine)
 
 
+#: Written when a build starts, removed when it ends clean (feature 13).
+INCOMPLETE_MARKER = "sdlib-build-incomplete"
+
+
+def _marker(app: Sphinx) -> Path:
+    return Path(app.doctreedir) / INCOMPLETE_MARKER
+
+
+def _start_build(app: Sphinx) -> None:
+    marker = _marker(app)
+    app.sdlib_previous_incomplete = marker.exists()  # type: ignore[attr-defined]
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("a build of this book started and has not finished without warnings\n", encoding="utf8")
+
+
+def _finish_build(app: Sphinx, exc: Exception | None) -> None:
+    if exc is None and app._warncount == 0 and app.statuscode == 0:
+        _marker(app).unlink(missing_ok=True)
+
+
+def execution_failed(env: BuildEnvironment, docname: str) -> bool:
+    """Whether myst-nb's last execution of ``docname`` raised (False for pages that are no notebook)."""
+    data = (getattr(env, "nb_metadata", None) or {}).get(docname, {}).get("exec_data")
+    return bool(data) and not data.get("succeeded", True)
+
+
+def _failed_chapter_page(app: Sphinx, doctree: nodes.document) -> None:
+    """A chapter whose execution failed shows an error box instead of its partial outputs."""
+    docname = app.env.docname
+    if not execution_failed(app.env, docname):
+        return
+    data = app.env.nb_metadata[docname]["exec_data"]  # type: ignore[attr-defined]
+    title = next(iter(doctree.findall(nodes.title)), None)
+    box = nodes.error()
+    text = (f"This chapter failed to execute ({data.get('error') or 'error'}), so its numbers, figures and "
+            "claims are not shown. The build log and reports/ in the build folder hold the traceback; "
+            "fix the cause and build again.")
+    box += nodes.paragraph(text, text)
+    section = nodes.section(ids=[nodes.make_id(docname)])
+    if title is not None:
+        section += title.deepcopy()
+    section += box
+    doctree.children = [section]
+    section.parent = doctree
+    logger.warning(f"chapter {docname!r} failed to execute: {data.get('error')}", location=docname)
+
+
 def _outdated(app: Sphinx, env: BuildEnvironment, added: set[str], changed: set[str],
               removed: set[str]) -> list[str]:
-    touched = added | changed | removed
+    failed = {doc for doc in env.all_docs if execution_failed(env, doc)}
+    if getattr(app, "sdlib_previous_incomplete", False):
+        logger.info("sdlib: the last build did not finish cleanly: every page is read again")
+        failed |= set(env.found_docs)
+    touched = added | changed | removed | failed
     deps = getattr(env, _DEPS, None) or {}
     out = {doc for doc, refs in deps.items() if refs & touched}
     out.update(_bench_outdated(env))
     out.update(_watched_outdated(env))
-    return sorted(out - touched)
+    return sorted((out | failed) - (added | changed | removed))
 
 
 def _glue_cache(app: Sphinx, docname: str) -> dict[str, Any]:
@@ -185,8 +243,11 @@ class FillClaimsSummary(SphinxPostTransform):
 SUMMARY_COLUMNS = (
     ("Paper ✓", "paper", ("holds",)),
     ("Paper ✗", "paper", ("fails",)),
+    ("External ✓", "external", ("holds",)),
+    ("External ✗", "external", ("fails",)),
     ("Stand-in ✓", "standin", ("holds",)),
     ("Stand-in ✗", "standin", ("fails",)),
+    ("Stand-in ≠", "standin", ("differs",)),
     ("Stand-in ?", "standin", ("inconclusive",)),
     ("Sensitivity", "sensitivity", ("holds", "fails", "depends")),
     ("Observations", "observation", ("none",)),
@@ -1228,6 +1289,9 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     app.connect("env-get-outdated", _outdated)
+    app.connect("builder-inited", _start_build)
+    app.connect("build-finished", _finish_build)
+    app.connect("doctree-read", _failed_chapter_page, priority=100)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("config-inited", _numfig_off, priority=900)
     app.connect("doctree-read", _unnumber_proofs)
