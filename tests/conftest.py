@@ -6,6 +6,8 @@ Profiles (select with ``HYPOTHESIS_PROFILE=NAME``):
   measured by ``benchmarks/``, never asserted in tests), derandomised so that ``make test`` is
   reproducible;
 * ``thorough``: 300 random examples per property, for a longer local run;
+* ``random``: the default's 30 examples, drawn at random: with ``--hypothesis-seed=N`` each seed
+  draws other problems (the stress runs: tolerances must hold for any seed, not for one);
 * ``quick``: 10 examples, for iterating on a test;
 * ``mutation``: 10 examples and no shrinking, to see quickly which tests a deliberately broken
   engine fails (shrinking a failure through the brute-force oracle is slow).
@@ -22,6 +24,7 @@ from hypothesis import HealthCheck, Phase, settings
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("default", max_examples=30, derandomize=True, **_COMMON)
 settings.register_profile("thorough", max_examples=300, derandomize=False, **_COMMON)
+settings.register_profile("random", max_examples=30, derandomize=False, **_COMMON)
 settings.register_profile("quick", max_examples=10, derandomize=True, **_COMMON)
 settings.register_profile(
     "mutation", max_examples=10, derandomize=True, phases=[Phase.explicit, Phase.generate], **_COMMON
