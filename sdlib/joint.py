@@ -157,14 +157,21 @@ def chain_predictions(
 
 
 def _equality_lstsq(A: FloatArray, y: FloatArray) -> FloatArray:
-    """``argmin ||A c - y||`` subject to ``sum c = 1`` (minimum norm among minimisers).
+    """``argmin ||A c - y||`` subject to ``sum c = 1`` (minimum norm, in column-scaled
+    coordinates, among minimisers).
 
-    Eliminates ``c_0 = 1 - sum_{k>0} c_k``: ``A c = a_0 + sum_{k>0} c_k (a_k - a_0)``.
+    Eliminates ``c_0 = 1 - sum_{k>0} c_k``: ``A c = a_0 + sum_{k>0} c_k (a_k - a_0)``. The columns
+    ``a_k - a_0`` shrink geometrically with ``k`` (each step multiplies by ``d / (d + lam) < 1``), so
+    they are scaled to unit norm first: otherwise the solver's cut-off ``eps max(m, n) s_max``
+    discards late steps whose direction is well determined but whose norm is small.
     """
     if A.shape[1] == 1:
         return np.ones(1)
     B = A[:, 1:] - A[:, :1]
-    u, *_ = np.linalg.lstsq(B, y - A[:, 0], rcond=None)
+    scale = np.linalg.norm(B, axis=0)
+    scale[scale == 0] = 1.0
+    v, *_ = np.linalg.lstsq(B / scale, y - A[:, 0], rcond=None)
+    u = v / scale
     return np.concatenate([[1.0 - u.sum()], u])
 
 

@@ -122,6 +122,23 @@ def close_to_minimum(err: float, minimum: float, cond: float, case: Case) -> boo
     return abs(err - minimum) <= RTOL * minimum + 1e-9 * float(np.sum(case.y_val**2)) + slack
 
 
+#: Condition number of the column-scaled least-squares design above which float64 does not determine
+#: the joint minimum to RTOL: the columns (successive steps of pure distillation) are then nearly
+#: collinear (e.g. all eigenvalues of K alike), the optimum needs weights of 1e6 and more, and every
+#: evaluation of them, by refits or by any optimiser, carries errors of eps * cond. Seen at random
+#: seeds: conditions up to 6e15, weights of -8e12. There only the weak properties are checked.
+COND_DETERMINED = 1e6
+
+
+def evaluation_slack(case: Case, alphas: FloatArray) -> float:
+    """Round-off of a validation error evaluated at ``alphas``: the prediction is eq. (6)'s sum
+    ``sum_k c_k g_k``, whose rounding is ~ eps sum_k |c_k| ||g_k|| (||g_k|| <~ ||y||); a factor
+    100 for the refits and the accumulation."""
+    c = joint.coefficients(alphas)
+    scale = float(np.sum(case.y_val**2)) + float(np.sum(case.y**2))
+    return 100 * np.finfo(float).eps * float(np.abs(c).sum()) * scale
+
+
 def lm_minimum_over_coefficients(case: Case) -> tuple[float, float]:
     """Levenberg-Marquardt over c (sum c = 1) of ||y_val - sum_k c_k g_{k-1}||, g from refits:
     ``(value where it stopped, condition number of the column-scaled design)``. Its Jacobian is
@@ -185,16 +202,19 @@ def test_joint_is_the_minimum_of_refit_errors(case: Case) -> None:
     a_joint = m.optimal_alphas(case.X_val, case.y_val, steps=case.steps, method="joint")
     assert a_joint.shape == (case.steps - 1,)
     err_joint = case.refit_error(a_joint)
+    a_greedy = m.optimal_alphas(case.X_val, case.y_val, steps=case.steps)
+    slack = evaluation_slack(case, a_joint) + evaluation_slack(case, a_greedy)
+    assert err_joint <= case.refit_error(a_greedy) * (1 + 1e-9) + 1e-12 + slack
     err_ls, cond = lstsq_minimum_over_coefficients(case)
+    if cond > COND_DETERMINED:
+        return  # the minimum is not determined in float64 (see COND_DETERMINED)
     assert close_to_minimum(err_joint, err_ls, cond, case), (err_joint, err_ls, cond)
     # LM bounds the minimum from above only: the joint weights are never worse than where it stops.
     err_lm, _ = lm_minimum_over_coefficients(case)
     assert err_joint <= err_lm * (1 + RTOL) + 1e-9 * float(np.sum(case.y_val**2)), (err_joint, err_lm)
     polished = optimize.minimize(case.refit_error, a_joint, method="Nelder-Mead",
                                  options={"xatol": 1e-10, "fatol": 1e-14, "maxfev": 150})
-    assert polished.fun >= err_joint * (1 - RTOL) - 1e-9 * float(np.sum(case.y_val**2))
-    a_greedy = m.optimal_alphas(case.X_val, case.y_val, steps=case.steps)
-    assert err_joint <= case.refit_error(a_greedy) * (1 + 1e-9) + 1e-12
+    assert polished.fun >= err_joint * (1 - RTOL) - 1e-9 * float(np.sum(case.y_val**2)) - slack
 
 
 @settings(max_examples=8)
@@ -256,9 +276,11 @@ def test_optimal_path_joint_equals_alphas_then_path(case: Case, clip: bool) -> N
     res = joint.joint_optimum(m, case.X_val, case.y_val, case.steps, clip=clip)
     np.testing.assert_array_equal(res.alphas, a)
     assert res.converged and res.solver == ("simplex" if clip else "lstsq")
-    # the reported error is what the weights give on the engine's path
+    # the reported error is what the weights give on the engine's path, to the round-off of
+    # evaluating weights whose coefficients may be huge (ill-conditioned designs)
     err_path = float(np.sum((m.path(case.X_val, steps=case.steps, alpha=a)[-1] - case.y_val) ** 2))
-    assert close(res.error, err_path, case, rtol=1e-9)
+    assert abs(res.error - err_path) <= 1e-9 * err_path + 1e-9 * float(np.sum(case.y_val**2)) \
+        + evaluation_slack(case, a), (res.error, err_path)
 
 
 def test_joint_edge_cases(rng: np.random.Generator) -> None:
