@@ -11,9 +11,14 @@ Kinds of claims (:data:`KINDS`):
 ``paper``
     A statement the paper makes, tested at the paper's setting: ✓ or ✗. Only these can say that
     the paper does not reproduce.
+``external``
+    A number the authors published outside the paper (their released notebook, their README),
+    recomputed here: ✓ or ✗. ``setting=`` names the source. It can show that the published
+    numbers reproduce (and which parameters made them), never that the paper is right or wrong.
 ``standin``
     A statement of the paper tested in another setting than the paper's (``setting=`` is required,
-    e.g. Section 5 on a CPU stand-in): ✓, ✗ or ``inconclusive`` (an interval wider than the margin).
+    e.g. Section 5 on a CPU stand-in): ✓, ✗, ``differs`` (≠: a significant difference whose size
+    against the margin is not resolved) or ``inconclusive`` (?), see :func:`ci_within`.
 ``sensitivity``
     A statement whose verdict depends on a reading the paper leaves open (a tolerance, the meaning
     of "much less"): the criterion is applied at every value of the reading, and the ledger reports
@@ -58,24 +63,27 @@ __all__ = [
     "Criterion",
     "at_least",
     "at_most",
+    "ci_below",
     "ci_within",
     "equal_to",
     "glue_prefixes",
     "ledger_key",
     "monotone",
     "read_ledger",
+    "rounds_to",
     "status_key",
     "table_key",
     "value_key",
     "within",
 ]
 
-KINDS = ("paper", "standin", "sensitivity", "observation")
+KINDS = ("paper", "external", "standin", "sensitivity", "observation")
 MODES = ("assert", "report")
 
-#: Verdict symbols. ``holds``/``fails`` for every kind with a verdict, ``inconclusive`` for stand-ins,
+#: Verdict symbols. ``holds``/``fails`` for every kind with a verdict; for stand-ins also ``differs``
+#: (a significant difference, its size against the margin unresolved) and ``inconclusive``;
 #: ``depends`` for a sensitivity claim that holds for some readings only, ``none`` for observations.
-STATUS = {"holds": "✓", "fails": "✗", "inconclusive": "?", "depends": "◐", "none": "·"}
+STATUS = {"holds": "✓", "fails": "✗", "differs": "≠", "inconclusive": "?", "depends": "◐", "none": "·"}
 
 
 class ClaimFailed(AssertionError):
@@ -105,9 +113,10 @@ def _fmt_number(x: Any, spec: str | None = None) -> str:
 class Criterion:
     """A test applied to a measured value, with the reason for its threshold.
 
-    ``test(value)`` returns ``"holds"``, ``"fails"`` or ``"inconclusive"``; ``summary(value)`` is
-    the number the verdict rests on (the largest error, the worst step change), printed as the
-    measurement; ``text`` states the test (``"≤ 1e-09"``) and ``why`` the reason in a few words.
+    ``test(value)`` returns a verdict (``"holds"``, ``"fails"``, ``"differs"`` or
+    ``"inconclusive"``); ``summary(value)`` is the number the verdict rests on (the largest error,
+    the worst step change), printed as the measurement (by ``show`` when given); ``text`` states
+    the test (``"≤ 1e-09"``) and ``why`` the reason in a few words.
     """
 
     text: str
@@ -115,6 +124,7 @@ class Criterion:
     test: Callable[[Any], str]
     summary: Callable[[Any], Any] = lambda v: v
     fmt: str | None = None
+    show: Callable[[Any, str | None], str] | None = None
 
     def describe(self) -> str:
         return f"{self.text} ({self.why})" if self.why else self.text
@@ -127,6 +137,8 @@ class Criterion:
         return self.test(value), s
 
     def format(self, summary: Any) -> str:
+        if self.show is not None:
+            return self.show(summary, self.fmt)
         if isinstance(summary, tuple):
             return "[" + ", ".join(_fmt_number(x, self.fmt) for x in summary) + "]"
         return _fmt_number(summary, self.fmt)
@@ -207,30 +219,118 @@ def monotone(direction: str, *, strict: bool = True, tol: float = 0.0, axis: int
     return Criterion(f"{word}; measured: {label}", _check_why(why), test, lambda v: sign * worst(v), fmt)
 
 
-def ci_within(margin: float, *, why: str, fmt: str | None = None) -> Criterion:
-    """A confidence interval ``(low, high)`` of a difference lies within ``±margin``.
+def ci_within(margin: float, *, why: str, level: float = 0.95, fmt: str | None = None) -> Criterion:
+    """An equivalence test of a difference against the margin ``±margin``, with four outcomes.
 
-    The three-way reading of an equivalence test (two one-sided tests at the interval's level):
-    ``holds`` when the interval lies inside ``[-margin, margin]`` (equivalence shown); ``fails``
-    when it lies entirely outside that band (a difference larger than the margin shown);
-    ``inconclusive`` when it overlaps the band without lying inside it (the data cannot decide).
+    The measured value is a mapping with two confidence intervals of the same difference:
+    ``"tost"``, the two-sided interval at level ``2 * level - 1`` (90 % for ``level = 0.95``), and
+    ``"ci"``, the two-sided interval at ``level`` (95 %); the tests are at ``1 - level`` (5 %).
+
+    * ``holds`` (✓, equivalent): the ``"tost"`` interval lies inside ``[-margin, margin]``. This
+      is the two one-sided tests (TOST) of Schuirmann (1987) at ``1 - level``: each one-sided test
+      at 5 % is the corresponding bound of the 90 % interval.
+    * ``fails`` (✗, not equivalent): the ``"ci"`` interval lies entirely outside the band, so
+      that a difference larger than the margin is shown at ``1 - level``.
+    * ``differs`` (≠, significant, margin not resolved): neither of the above, and the ``"ci"``
+      interval excludes 0, so that the difference is significant at ``1 - level`` (its sign says
+      in which direction) but whether it exceeds the margin is not shown.
+    * ``inconclusive`` (?): neither, and the ``"ci"`` interval contains 0.
+
+    The summary printed is the pair of intervals.
     """
-    margin = float(margin)
+    margin, level = float(margin), float(level)
     if not margin > 0:
         raise ValueError(f"ci_within needs margin > 0, got margin={margin!r}")
+    if not 0.5 < level < 1:
+        raise ValueError(f"ci_within needs level in (0.5, 1), got level={level!r}")
+
+    def intervals(v: Any) -> tuple[float, float, float, float]:
+        if not isinstance(v, Mapping) or set(v) != {"tost", "ci"}:
+            raise ValueError("ci_within needs measured={'tost': (low, high), 'ci': (low, high)}: the "
+                             f"{2 * level - 1:.0%} and the {level:.0%} interval, got {v!r}")
+        (tl, th), (cl, ch) = ((float(x) for x in v[k]) for k in ("tost", "ci"))
+        if not all(map(math.isfinite, (tl, th, cl, ch))):
+            return tl, th, cl, ch          # fewer than two seeds: nothing can be decided
+        if not (tl <= th and cl <= ch):
+            raise ValueError(f"ci_within needs intervals (low, high) with low <= high, got {v!r}")
+        if not (cl <= tl and th <= ch):
+            raise ValueError(f"ci_within: the {2 * level - 1:.0%} interval must lie inside the {level:.0%} "
+                             f"one (were they swapped?), got {v!r}")
+        return tl, th, cl, ch
 
     def test(v: Any) -> str:
-        lo, hi = (float(x) for x in v)
-        if lo > hi:
-            raise ValueError(f"ci_within needs an interval (low, high) with low <= high, got {v!r}")
-        if -margin <= lo and hi <= margin:
+        tl, th, cl, ch = intervals(v)
+        if not all(map(math.isfinite, (tl, th, cl, ch))):
+            return "inconclusive"
+        if -margin <= tl and th <= margin:
             return "holds"
-        if lo > margin or hi < -margin:
+        if cl > margin or ch < -margin:
             return "fails"
+        if cl > 0 or ch < 0:
+            return "differs"
         return "inconclusive"
 
-    return Criterion(f"interval within ±{_fmt_number(margin)}", _check_why(why), test,
-                     lambda v: tuple(float(x) for x in v), fmt)
+    def show(s: tuple[float, ...], spec: str | None) -> str:
+        f = lambda x: _fmt_number(x, spec)  # noqa: E731
+        return (f"{2 * level - 1:.0%} [{f(s[0])}, {f(s[1])}]; {level:.0%} [{f(s[2])}, {f(s[3])}]")
+
+    t, c, a = f"{2 * level - 1:.0%}", f"{level:.0%}", f"{1 - level:.0%}"
+    text = (f"equivalence within ±{_fmt_number(margin)} at {a}: ✓ {t} interval inside (TOST); "
+            f"✗ {c} interval outside; ≠ {c} interval excludes 0 (significant, margin unresolved); "
+            "? otherwise")
+    return Criterion(text, _check_why(why), test, intervals, fmt, show)
+
+
+def ci_below(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
+    """A confidence interval ``(low, high)`` of an effect lies below ``limit``: ``holds`` when
+    ``high < limit`` (the effect is shown to be below it), ``fails`` when ``low > limit`` (shown to be
+    above it), ``inconclusive`` otherwise (the interval contains ``limit``; for stand-ins)."""
+    limit = float(limit)
+
+    def bounds(v: Any) -> tuple[float, float]:
+        lo, hi = (float(x) for x in v)
+        if lo > hi:
+            raise ValueError(f"ci_below needs an interval (low, high) with low <= high, got {v!r}")
+        return lo, hi
+
+    def test(v: Any) -> str:
+        lo, hi = bounds(v)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return "inconclusive"
+        return "holds" if hi < limit else "fails" if lo > limit else "inconclusive"
+
+    return Criterion(f"interval below {_fmt_number(limit)}: ✓ its upper end below, ✗ its lower end above, "
+                     "? otherwise", _check_why(why), test, bounds, fmt)
+
+
+def rounds_to(printed: str | Sequence[str], *, why: str) -> Criterion:
+    """Each measured number rounds to its ``printed`` decimal string: ``|x - p|`` is at most half a
+    unit of ``p``'s last printed decimal (``"0.16477"``: 5e-06), the most a printed number can say.
+
+    The summary is the largest ``|x - p|`` in units of that half-unit, which must be ``<= 1``.
+    """
+    texts = [printed] if isinstance(printed, str) else list(printed)
+    if not texts:
+        raise ValueError("rounds_to needs at least one printed number, got printed=[]")
+    values, halves = [], []
+    for t in texts:
+        try:
+            values.append(float(t))
+        except (TypeError, ValueError):
+            raise ValueError(f"rounds_to needs decimal strings, got printed={t!r}") from None
+        decimals = len(t.split(".")[1]) if "." in t else 0
+        halves.append(0.5 * 10.0 ** -decimals)
+    p, h = np.array(values), np.array(halves)
+
+    def worst(v: Any) -> float:
+        x = np.asarray(v, dtype=float).ravel()
+        if x.shape != p.shape:
+            raise ValueError(f"rounds_to: {x.size} measured numbers for {p.size} printed ones")
+        return float(np.max(np.abs(x - p) / h))
+
+    shown = ", ".join(texts) if len(texts) <= 3 else f"{texts[0]}, ..., {texts[-1]} ({len(texts)} numbers)"
+    return Criterion(f"rounds to the printed {shown}; measured: largest |x - p| in half-units of the last "
+                     "printed decimal, ≤ 1", _check_why(why), lambda v: _verdict(worst(v) <= 1.0), worst, ".2f")
 
 
 def _max(v: Any) -> float:
@@ -358,17 +458,21 @@ class Claims:
         """Record a ``paper`` or ``standin`` claim: the verdict is ``criterion`` applied to ``measured``.
 
         ``expect`` is the verdict the chapter's prose was written for at its default parameters
-        (``"holds"``, ``"fails"`` or, for stand-ins, ``"inconclusive"``); in assert mode another
-        verdict raises :class:`ClaimFailed` after the line is printed.
+        (``"holds"``, ``"fails"`` or, for stand-ins, ``"differs"`` and ``"inconclusive"``); in assert
+        mode another verdict raises :class:`ClaimFailed` after the line is printed. ``kind`` is
+        ``"paper"``, ``"external"`` (``setting=`` names the published source) or ``"standin"``
+        (``setting=`` names the setting it was tested in).
         """
-        if kind not in ("paper", "standin"):
-            raise ValueError(f"check() records kind 'paper' or 'standin', got kind={kind!r}; use "
-                             "sensitivity() or observe() for the others")
+        if kind not in ("paper", "external", "standin"):
+            raise ValueError(f"check() records kind 'paper', 'external' or 'standin', got kind={kind!r}; "
+                             "use sensitivity() or observe() for the others")
         if kind == "standin" and not setting:
             raise ValueError("a 'standin' claim needs setting=: the setting it was tested in")
+        if kind == "external" and not setting:
+            raise ValueError("an 'external' claim needs setting=: the published source of the number")
         if not isinstance(criterion, Criterion):
             raise TypeError(f"criterion must be a Criterion (at_most, at_least, ...), got {criterion!r}")
-        allowed = ("holds", "fails", "inconclusive") if kind == "standin" else ("holds", "fails")
+        allowed = ("holds", "fails", "differs", "inconclusive") if kind == "standin" else ("holds", "fails")
         if expect not in allowed:
             raise ValueError(f"expect must be one of {allowed} for kind={kind!r}, got expect={expect!r}")
         verdict, summary = criterion.measure(measured)
@@ -441,6 +545,8 @@ class Claims:
             tail += f" | {claim.criterion}"
         if claim.setting and claim.kind == "standin":
             tail += f" | setting: {claim.setting}"
+        if claim.setting and claim.kind == "external":
+            tail += f" | source: {claim.setting}"
         return head + tail
 
     # -- reading
@@ -463,7 +569,8 @@ class Claims:
         import pandas as pd
 
         return pd.DataFrame([
-            {"claim": c.statement, "kind": c.kind + (f" ({c.setting})" if c.kind == "standin" else ""),
+            {"claim": c.statement,
+             "kind": c.kind + (f" ({c.setting})" if c.kind in ("standin", "external") else ""),
              "where": c.where, "measured": c.measured, "criterion": c.criterion, "verdict": c.status}
             for c in self.items
         ])

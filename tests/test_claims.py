@@ -10,9 +10,21 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from sdlib import claims as C
-from sdlib.claims import ClaimFailed, Claims, at_least, at_most, ci_within, equal_to, monotone, within
+from sdlib.claims import (
+    ClaimFailed,
+    Claims,
+    at_least,
+    at_most,
+    ci_below,
+    ci_within,
+    equal_to,
+    monotone,
+    rounds_to,
+    within,
+)
 
 
 def test_failing_check_prints_cross_with_the_real_number_in_report_mode(capsys: pytest.CaptureFixture) -> None:
@@ -68,27 +80,110 @@ def test_monotone_reports_the_worst_step() -> None:
     assert monotone("increasing", why="w").measure([1, 1, 2])[0] == "fails"
 
 
-def test_ci_within_gives_three_verdicts() -> None:
+def _iv(tost: tuple[float, float], ci: tuple[float, float]) -> dict:
+    return {"tost": tost, "ci": ci}
+
+
+def test_ci_within_gives_four_verdicts() -> None:
     crit = ci_within(0.01, why="seed spread")
-    assert crit.measure((-0.004, 0.006))[0] == "holds"
-    assert crit.measure((-0.05, 0.04))[0] == "inconclusive"  # wider than the band: cannot decide
-    assert crit.measure((-0.019, -0.003))[0] == "inconclusive"  # narrow, overlaps the band's edge
-    assert crit.measure((0.012, 0.02))[0] == "fails"         # entirely outside: a larger gap shown
-    assert crit.measure((-0.03, -0.011))[0] == "fails"
-    assert crit.measure((-0.01, 0.01))[0] == "holds"          # the band is closed
+    assert crit.measure(_iv((-0.004, 0.006), (-0.005, 0.007)))[0] == "holds"
+    assert crit.measure(_iv((-0.04, 0.03), (-0.05, 0.04)))[0] == "inconclusive"   # wide, contains 0
+    assert crit.measure(_iv((-0.018, -0.004), (-0.019, -0.003)))[0] == "differs"  # below 0, overlaps the band
+    assert crit.measure(_iv((-0.018, 0.001), (-0.019, 0.003)))[0] == "inconclusive"
+    assert crit.measure(_iv((0.013, 0.019), (0.012, 0.02)))[0] == "fails"       # entirely outside
+    assert crit.measure(_iv((-0.028, -0.012), (-0.03, -0.011)))[0] == "fails"
+    assert crit.measure(_iv((-0.01, 0.01), (-0.011, 0.011)))[0] == "holds"       # the band is closed
+    # equivalent *and* significantly non-zero: equivalence is what the test shows
+    assert crit.measure(_iv((0.002, 0.008), (0.001, 0.009)))[0] == "holds"
+    assert crit.measure(_iv((float("nan"),) * 2, (float("nan"),) * 2))[0] == "inconclusive"
     with pytest.raises(ValueError, match="low <= high"):
-        crit.measure((0.02, 0.01))
+        crit.measure(_iv((0.02, 0.01), (0.0, 0.03)))
+    with pytest.raises(ValueError, match="swapped"):
+        crit.measure(_iv((-0.02, 0.02), (-0.01, 0.01)))
+    with pytest.raises(ValueError, match="tost"):
+        crit.measure((-0.01, 0.01))
+    with pytest.raises(ValueError, match="level"):
+        ci_within(0.01, level=0.4, why="w")
+    assert "90% interval inside (TOST)" in crit.text and "at 5%" in crit.text
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ci_within_is_tost_and_a_t_test(seed: int) -> None:
+    """Against scipy's one-sided and two-sided t-tests, not against intervals: equivalence holds iff
+    both one-sided tests (H0: mean <= -delta, H0: mean >= delta) reject at 5 % (Schuirmann's TOST);
+    'differs' needs the two-sided test of mean = 0 to reject at 5 %; 'fails' needs a one-sided test
+    that the mean is beyond the margin to reject at 2.5 %."""
+    from sdlib.nn.results import t_interval
+
+    rng = np.random.default_rng(seed)
+    delta = 0.01
+    d = rng.normal(rng.uniform(-0.025, 0.025), rng.uniform(0.002, 0.02), size=int(rng.integers(3, 12)))
+    _, tl, th = t_interval(d, 0.90)
+    _, cl, ch = t_interval(d, 0.95)
+    verdict = ci_within(delta, why="w").measure(_iv((tl, th), (cl, ch)))[0]
+    p_tost = max(stats.ttest_1samp(d, -delta, alternative="greater").pvalue,
+                 stats.ttest_1samp(d, delta, alternative="less").pvalue)
+    p_zero = stats.ttest_1samp(d, 0.0).pvalue
+    p_out = min(stats.ttest_1samp(d, delta, alternative="greater").pvalue,
+                stats.ttest_1samp(d, -delta, alternative="less").pvalue)
+    assert (verdict == "holds") == (p_tost < 0.05)
+    if verdict != "holds":
+        assert (verdict == "fails") == (p_out < 0.025)
+        if verdict != "fails":
+            assert (verdict == "differs") == (p_zero < 0.05)
+
+
+def test_ci_below_has_three_verdicts() -> None:
+    crit = ci_below(0.0, why="a negative slope")
+    assert crit.measure((-0.46, -0.33)) == ("holds", (-0.46, -0.33))
+    assert crit.measure((-0.75, 0.15))[0] == "inconclusive"
+    assert crit.measure((0.1, 0.3))[0] == "fails"
+    assert crit.measure((float("nan"), float("nan")))[0] == "inconclusive"
+    with pytest.raises(ValueError, match="low <= high"):
+        crit.measure((0.3, 0.1))
+
+
+def test_rounds_to_half_a_unit_of_the_last_decimal() -> None:
+    crit = rounds_to(["0.16477", "0.1"], why="printed to 5 and 1 decimals")
+    assert crit.measure([0.164774999, 0.14])[0] == "holds"
+    assert crit.measure([0.1647751, 0.1])[0] == "fails"          # just past half a unit
+    assert crit.measure([0.16477, 0.151])[0] == "fails"
+    verdict, worst = crit.measure([0.164772, 0.1])
+    assert verdict == "holds" and worst == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="printed"):
+        rounds_to("n/a", why="w")
+    with pytest.raises(ValueError, match="measured numbers"):
+        crit.measure([0.1])
 
 
 def test_standin_needs_its_setting_and_may_be_inconclusive() -> None:
     ledger = Claims("s")
+    iv = _iv((-0.08, 0.08), (-0.1, 0.1))
     with pytest.raises(ValueError, match="setting"):
-        ledger.check("c", "comparable", where="Sec. 5", measured=(-0.1, 0.1), kind="standin",
+        ledger.check("c", "comparable", where="Sec. 5", measured=iv, kind="standin",
                      criterion=ci_within(0.01, why="w"))
-    c = ledger.check("c", "comparable", where="Sec. 5", measured=(-0.1, 0.1), kind="standin",
+    c = ledger.check("c", "comparable", where="Sec. 5", measured=iv, kind="standin",
                      setting="Fashion-MNIST, small CNN, CPU", criterion=ci_within(0.01, why="w"),
                      expect="inconclusive")
-    assert c.status == "?" and c.measured == "[-0.1, 0.1]"
+    assert c.status == "?" and c.measured == "90% [-0.08, 0.08]; 95% [-0.1, 0.1]"
+    d = ledger.check("d", "comparable", where="Sec. 5", kind="standin", setting="CPU",
+                     measured=_iv((-0.018, -0.004), (-0.019, -0.003)), criterion=ci_within(0.01, why="w"),
+                     expect="differs")
+    assert d.status == "≠" and ledger.counts() == {"standin": {"inconclusive": 1, "differs": 1}}
+
+
+def test_external_claims_name_their_source_and_cannot_be_inconclusive() -> None:
+    ledger = Claims("x")
+    with pytest.raises(ValueError, match="source"):
+        ledger.check("e", "published loss", where="README", kind="external", measured=0.16477,
+                     criterion=rounds_to("0.16477", why="w"))
+    with pytest.raises(ValueError, match="expect"):
+        ledger.check("e", "published loss", where="README", kind="external", setting="README",
+                     measured=0.16477, criterion=rounds_to("0.16477", why="w"), expect="inconclusive")
+    c = ledger.check("e", "published loss", where="README", kind="external", setting="the authors' README",
+                     measured=0.16477, criterion=rounds_to("0.16477", why="w"))
+    assert c.status == "✓" and "| source: the authors' README" in ledger.line(c)
+    assert ledger.table()["kind"].tolist() == ["external (the authors' README)"]
 
 
 def test_sensitivity_reports_the_readings_where_it_holds() -> None:

@@ -49,6 +49,37 @@ def test_best_fixed_alpha_is_chosen_on_validation_and_scored_on_test() -> None:
     ci = stats.ttest_rel([0.71, 0.75, 0.73], [0.70, 0.72, 0.74]).confidence_interval(0.95)
     assert (row["lo"], row["hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
     assert row["n"] == 3 and row["best_score"] == pytest.approx(0.72)
+    ci90 = stats.ttest_rel([0.71, 0.75, 0.73], [0.70, 0.72, 0.74]).confidence_interval(0.90)
+    assert (row["lo_tost"], row["hi_tost"]) == (pytest.approx(ci90.low), pytest.approx(ci90.high))
+    assert row["p_t"] == pytest.approx(stats.ttest_rel([0.71, 0.75, 0.73], [0.70, 0.72, 0.74]).pvalue)
+    assert (row["n_below"], row["n_above"]) == (1, 2)
+
+
+def test_paired_tests_against_scipy_on_eight_seeds() -> None:
+    """p-values of the paired t-test and of the exact Wilcoxon signed-rank test (8 seeds, no ties)
+    from scipy's two-sample forms on the raw accuracies; the Wilcoxon p by enumerating the 2^8 sign
+    patterns (its exact null distribution)."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    seeds = list(range(8))
+    first = {1: [0.8] * 8}
+    b = rng.uniform(0.85, 0.9, 8)
+    a = b + rng.normal(-0.01, 0.008, 8)
+    val = {"alpha=0.2": {**first, 2: [0.9] * 8}, "alpha=0.8": {**first, 2: [0.8] * 8},
+           "alpha_hat": {**first, 2: [0.85] * 8}}
+    test = {"alpha=0.2": {**first, 2: list(b)}, "alpha=0.8": {**first, 2: [0.5] * 8},
+            "alpha_hat": {**first, 2: list(a)}}
+    [row] = R.paired_comparison(_doc(val, test, seeds))
+    assert row["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    d = a - b
+    ranks = stats.rankdata(np.abs(d))
+    w = ranks[d > 0].sum()
+    null = [sum(r for r, s in zip(ranks, signs, strict=True) if s) for signs in itertools.product([0, 1], repeat=8)]
+    p_exact = min(1.0, 2 * min(np.mean(np.array(null) <= w), np.mean(np.array(null) >= w)))
+    assert row["p_wilcoxon"] == pytest.approx(p_exact)
+    with pytest.raises(ValueError, match="level"):
+        R.paired_comparison(_doc(val, test, seeds), level=0.3)
 
 
 def test_curves_band_is_the_interval_of_the_mean() -> None:

@@ -7,7 +7,9 @@ the fixed-alpha chain with the highest mean *validation* accuracy over seeds (th
 estimated on), and it is scored with alpha-hat's chain on the *test* split, which neither choice has
 seen; per seed the difference (alpha-hat minus best fixed) is paired (same seed, same first model,
 same test images), and its mean gets a Student-t confidence interval with n - 1 degrees of freedom
-(:func:`t_interval`).
+(:func:`t_interval`): at ``level`` (95 %) for the tests of a difference, and at ``2 level - 1``
+(90 %) for the equivalence test (two one-sided tests at 5 %, :func:`sdlib.claims.ci_within`). The
+paired t-test and the Wilcoxon signed-rank test of a zero difference are reported beside them.
 """
 
 from __future__ import annotations
@@ -134,8 +136,16 @@ def paired_comparison(doc: dict[str, Any], *, select: str = "val_acc", score: st
     seed-paired difference of ``score`` (alpha-hat minus that chain) with its t-interval.
 
     Rows: ``step``, ``best_chain``, ``best_alpha``, ``n`` (seeds), ``diff`` (per seed), ``mean``,
-    ``lo``, ``hi``, ``sd``, ``alpha_hat_score`` and ``best_score`` (means), ``oracle_chain`` (the
-    fixed chain best on ``score`` itself: the biased choice, shown for comparison)."""
+    ``lo``, ``hi`` (the interval at ``level``), ``lo_tost``, ``hi_tost`` (at ``2 level - 1``, for
+    the equivalence test), ``sd``, ``p_t`` (paired t-test of a zero mean difference, two-sided),
+    ``p_wilcoxon`` (Wilcoxon signed-rank test, two-sided, exact for small n; NaN if every difference
+    is zero), ``n_below`` and ``n_above`` (seeds with a negative and a positive difference),
+    ``alpha_hat_score`` and ``best_score`` (means), ``oracle_chain`` (the fixed chain best on
+    ``score`` itself: the biased choice, shown for comparison)."""
+    from scipy import stats
+
+    if not 0.5 < level < 1:
+        raise ValueError(f"level must be in (0.5, 1) (the equivalence test uses 2 level - 1), got level={level!r}")
     recs = doc["results"]["records"]
     fixed = [c for c in _chains(doc) if c.startswith("alpha=")]
     rows = []
@@ -145,8 +155,14 @@ def paired_comparison(doc: dict[str, Any], *, select: str = "val_acc", score: st
         a, b = per_seed(doc, "alpha_hat", step, score), per_seed(doc, best, step, score)
         d = a - b
         m, lo, hi = t_interval(d, level)
+        _, lo_t, hi_t = t_interval(d, 2 * level - 1)
+        nan = float("nan")
+        p_t = float(stats.ttest_1samp(d, 0.0).pvalue) if d.size > 1 else nan
+        p_w = float(stats.wilcoxon(d).pvalue) if d.size > 1 and np.any(d != 0) else nan
         rows.append({"step": step, "best_chain": best, "best_alpha": float(best.split("=")[1]), "n": int(d.size),
-                     "diff": d, "mean": m, "lo": lo, "hi": hi, "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+                     "diff": d, "mean": m, "lo": lo, "hi": hi, "lo_tost": lo_t, "hi_tost": hi_t,
+                     "p_t": p_t, "p_wilcoxon": p_w, "n_below": int((d < 0).sum()), "n_above": int((d > 0).sum()),
+                     "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
                      "alpha_hat_score": float(a.mean()), "best_score": float(b.mean()), "oracle_chain": oracle})
     return rows
 
