@@ -63,8 +63,13 @@ def _cluster(parser: argparse.ArgumentParser, what: str) -> None:
                        help=f"run {what} on a local Dask cluster of N worker processes started here "
                             "(default: one per CPU core)")
     group.add_argument("--scheduler", default=None, metavar="ADDR",
-                       help="use the Dask scheduler at ADDR (tcp://HOST:8786, or a scheduler file) whose "
-                            "workers you started ('dask scheduler', 'dask worker ADDR', dask-jobqueue)")
+                       help="use the Dask scheduler at ADDR (tls://HOST:8786, or a scheduler file) whose "
+                            "workers you started ('dask scheduler', 'dask worker ADDR', dask-jobqueue); plain "
+                            "tcp:// to another host is unauthenticated and warns")
+    tls = parser.add_argument_group("TLS to a --scheduler (all three, or Dask's distributed.comm.tls configuration)")
+    tls.add_argument("--tls-ca-file", default=None, metavar="PEM", help="the certificate authority of the cluster")
+    tls.add_argument("--tls-cert", default=None, metavar="PEM", help="this client's certificate")
+    tls.add_argument("--tls-key", default=None, metavar="PEM", help="this client's private key")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Jupyter kernel (default: the notebook's kernelspec, python3)")
     run.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="seconds allowed per cell (default: no limit)")
+    run.add_argument("--force", action="store_true",
+                     help="replace the finished run (or the notebook) that OUTDIR already holds")
     run.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
     _common(run)
 
@@ -176,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = runner.run_notebook(
             args.notebook, args.outdir, parameters=_overrides(args), config=args.config,
-            kernel_name=args.kernel, timeout=args.timeout, progress_bar=not args.no_progress)
+            kernel_name=args.kernel, timeout=args.timeout, progress_bar=not args.no_progress, force=args.force)
     except runner.RunInterrupted as exc:
         where = f"; the notebook executed so far: {exc.result.notebook}" if exc.result else ""
         _say(args, f"interrupted by {exc.signame}{where}; rerun the same command to start again")
@@ -196,6 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from sdlib import sweep
 
     grid = sweep.load_grid(args.grid)
+    security = _security(args)
     if args.dry_run:
         plan = sweep.plan_sweep(args.notebook, grid, parameters=_overrides(args), config=args.config)
         for p in plan.points:
@@ -206,7 +214,7 @@ def _sweep(args: argparse.Namespace) -> int:
         result = sweep.run_sweep(
             args.notebook, grid, args.outdir, parameters=_overrides(args), config=args.config,
             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout, kernel_name=args.kernel,
-            progress=not args.no_progress, force=args.force)
+            progress=not args.no_progress, force=args.force, security=security)
     except KeyboardInterrupt:
         _say(args, f"interrupted; the points done so far are in {args.outdir}/sweep.csv; rerun the same command "
                    "to run the others (done points are skipped)")
@@ -222,6 +230,17 @@ def _sweep(args: argparse.Namespace) -> int:
                f"point's folder holds its notebook and run.log; table in {result.csv}; rerun the same command to "
                "retry them")
     return 1
+
+
+def _security(args: argparse.Namespace) -> Any:
+    """The TLS security of ``--tls-*`` (only with ``--scheduler``), or None."""
+    given = [o for o in ("tls_ca_file", "tls_cert", "tls_key") if getattr(args, o, None) is not None]
+    if given and args.scheduler is None:
+        raise UsageError(f"--{given[0].replace('_', '-')} applies to a --scheduler; the local cluster listens on "
+                         "127.0.0.1 only and needs no TLS")
+    from sdlib.sweep import make_security
+
+    return make_security(args.tls_ca_file, args.tls_cert, args.tls_key)
 
 
 DRY_RUN = dict(seeds=[0], steps=2, epochs=1, n_train=64, n_val=32, n_test=64, progress=False)
@@ -256,17 +275,23 @@ def _train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise RunError(f"the Section 5 task graph cannot be imported ({exc}); install the extras: "
                        "pip install -e '.[nn,dist]'") from exc
+    from sdlib.provenance import prepare_outdir
     from sdlib.sweep import dask_client, visible_gpus
 
+    security = _security(args)
     gpus = str(cfg.device).startswith("cuda")
     if gpus and args.scheduler is None and not visible_gpus():
         raise DeviceUnavailableError(
             f"device={cfg.device!r} but no CUDA GPU is visible on this machine; use -p device cpu (or a "
             "CPU configuration such as configs/smoke_cpu.yaml), or run on a machine with a GPU")
+    prepare_outdir(args.outdir)   # after every check that needs nothing written
+    if args.checkpoint_dir is not None:
+        prepare_outdir(args.checkpoint_dir, option="--checkpoint-dir", what="checkpoint folder")
     with contextlib.ExitStack() as stack:
         client = None
         if args.workers is not None or args.scheduler is not None or gpus:
-            client = stack.enter_context(dask_client(args.workers, args.scheduler, gpus=gpus and not args.scheduler))
+            client = stack.enter_context(dask_client(args.workers, args.scheduler, gpus=gpus and not args.scheduler,
+                                                     security=security))
         outdir = Path(args.outdir)
         try:
             doc = train(cfg, outdir, client=client, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress)
@@ -346,6 +371,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m sdlib`` and of the ``sdlib`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _die_with_parent()
+    import warnings
+
+    shown = warnings.showwarning
+
+    def one_line(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        # sdlib's own warnings are for the user of the command: one line, as its errors
+        if category.__module__.startswith("sdlib"):
+            print(f"{PROG} {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
+
+    warnings.showwarning = one_line
     previous = None
     if args.command in ("sweep", "train") and threading_is_main():
         # SIGTERM stops a sweep or a training as Ctrl-C does: the summary is written, exit 130.
@@ -365,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(args, f"unexpected {type(exc).__name__}: {exc}; rerun with --debug for the traceback and report it")
         return 1
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

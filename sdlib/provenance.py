@@ -5,20 +5,25 @@ Also :func:`write_json_atomic`, so that no result file is ever left half-written
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sdlib.errors import UsageError
+
 __all__ = [
     "git_commit", "package_versions", "device_description", "provenance", "file_mode", "write_bytes_atomic",
-    "write_json_atomic",
+    "write_json_atomic", "prepare_outdir", "folder_lock", "LOCK_NAME",
 ]
 
 PACKAGES = (
@@ -115,3 +120,70 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
     return write_bytes_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode("utf8"))
+
+
+def prepare_outdir(path: str | Path, *, option: str = "-o/--outdir", what: str = "output folder") -> Path:
+    """Create the output folder ``path`` if missing and check that files can be written in it;
+    otherwise a one-line :class:`~sdlib.errors.UsageError` naming the folder, the reason and
+    ``option`` (a path that is a file or lies under one, a read-only folder, ``/proc``)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sdlib-probe.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, FileExistsError) or (path.exists() and not path.is_dir()):
+            reason = "it is a file, not a folder"
+        elif exc.errno == errno.ENOTDIR:
+            reason = "a part of the path is a file, not a folder"
+        raise UsageError(f"{what} {str(path)!r} cannot be used: {reason}; give a writable folder with "
+                         f"{option}") from None
+    return path
+
+
+#: The lock file of an output folder while a command writes into it (:func:`folder_lock`).
+LOCK_NAME = ".sdlib.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (a hidden ``.sdlib.lock`` file, ``flock``) while ``what``
+    (e.g. ``"sweep"``) writes into it: a second command into the same folder is a
+    :class:`~sdlib.errors.UsageError` naming the process that holds it, never a mix of the two.
+
+    The lock file is removed on exit; a process killed with the lock leaves the file, but not the
+    lock (the kernel drops it with the process), so the next command takes it over.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 200, 0).decode("utf8", "replace").strip() or "another process"
+            finally:
+                os.close(fd)
+            raise UsageError(f"output folder {str(folder)!r} is in use by {holder}; wait for it to end, or "
+                             "give another output folder") from None
+        try:  # the file may have been removed by the holder that just released it: lock the current one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
+        yield path
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)

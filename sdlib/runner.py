@@ -17,6 +17,9 @@ Claims are asserted only at the paper's parameters: when any other parameter dif
 default and ``claims_mode`` is not given, the runner sets the chapter's ``claims_mode`` parameter to
 ``"report"`` (the paper's statements about its own example need not hold for another one).
 
+OUTDIR is locked while a run writes into it, and a folder holding a finished run (or an
+``NAME.ipynb`` no run wrote) is refused unless ``force`` (``--force``); from its start the run's
+``results.json`` says ``"status": "running"``, so a killed run never leaves an old result in place.
 Every file is written under a temporary name and renamed when whole. Ctrl-C (SIGINT) or SIGTERM
 during a run interrupts the running cell, keeps the notebook executed so far and writes
 ``results.json`` with ``"status": "interrupted"``; :func:`run_notebook` then raises
@@ -73,7 +76,7 @@ from typing import Any
 
 from sdlib import claims as claims_api
 from sdlib.errors import UsageError
-from sdlib.provenance import provenance, write_bytes_atomic, write_json_atomic
+from sdlib.provenance import folder_lock, prepare_outdir, provenance, write_bytes_atomic, write_json_atomic
 
 __all__ = [
     "GLUE_PREFIX",
@@ -154,10 +157,18 @@ class _Atom:
                        for c in self.choices)
         if not _is_number(x) or math.isnan(x):
             return False
+        if math.isinf(x) and not self.names_infinity(x):
+            return False  # '> 0' means a finite number > 0: inf would fail deep inside the notebook
         if self.kind == "cmp":
             return _OPS[self.op](x, self.bounds[0])
         lo, hi = self.bounds
         return ((lo <= x) if self.closed[0] else (lo < x)) and ((x <= hi) if self.closed[1] else (x < hi))
+
+    def names_infinity(self, x: float) -> bool:
+        """Whether the constraint admits the infinite ``x`` by name: ``<= inf``, ``in [0, inf]``."""
+        if self.kind == "cmp":
+            return self.op in (">=", "<=") and self.bounds[0] == x
+        return any(b == x and c for b, c in zip(self.bounds, self.closed, strict=True))
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,8 @@ class Constraint:
         for atom in self.atoms:
             if not atom.each:
                 if not atom.holds(value):
+                    if _is_number(value) and not math.isfinite(value) and atom.kind in ("cmp", "interval"):
+                        return f"is not a finite number {atom.text}"
                     return f"is not {atom.text}" if atom.kind != "non_empty" else "is empty"
                 continue
             if not isinstance(value, list):
@@ -329,7 +342,15 @@ def read_notebook(path: str | Path) -> Any:
                             "e.g. notebooks/theorem45.md")
     import jupytext
 
-    return jupytext.read(path)
+    try:
+        return jupytext.read(path)
+    except UnicodeDecodeError as exc:
+        raise NotebookError(f"notebook {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                            "give a chapter, e.g. notebooks/theorem45.md") from None
+    except Exception as exc:  # noqa: BLE001 - jupytext and nbformat raise many types for a non-notebook
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NotebookError(f"{str(path)!r} is not a notebook that jupytext can read ({type(exc).__name__}: "
+                            f"{first}); give a chapter, e.g. notebooks/theorem45.md") from None
 
 
 def _parameters_cell(nb: Any, path: str | Path) -> tuple[int, Any]:
@@ -448,6 +469,11 @@ def read_yaml(path: str | Path, *, what: str, hint: str, error: type[UsageError]
         raise error(f"{what} {str(path)!r} does not exist; {hint}")
     try:
         return yaml.safe_load(path.read_text(encoding="utf8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+                    "UTF-8") from None
+    except OSError as exc:
+        raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
         raise error(f"{what} {str(path)!r} is not valid YAML: {first}") from exc
@@ -753,6 +779,49 @@ def _kernel_arguments(kernel_name: str) -> list[str]:
     return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
 
 
+def _replace_previous(outdir: Path, target: Path, notebook: Path, *, force: bool) -> None:
+    """Refuse (unless ``force``) a folder whose files a run would replace and that hold a result, then
+    remove the previous run's files and the temporary files a killed run left."""
+    previous = outdir / "results.json"
+    why = None
+    if previous.exists():
+        try:
+            doc = json.loads(previous.read_text(encoding="utf8"))
+        except (OSError, ValueError):
+            doc = None
+        if not isinstance(doc, dict):
+            why = "a results.json that no run of this command wrote"
+        elif doc.get("status") == "ok":
+            why = f"a finished run of {doc.get('notebook')}"
+        elif Path(str(doc.get("notebook", ""))).stem != notebook.stem:
+            why = f"a run of another notebook ({doc.get('notebook')})"
+    elif target.exists():
+        why = f"{target.name}, which no run of this command wrote"
+    if why is not None and not force:
+        raise UsageError(f"output folder {str(outdir)!r} already holds {why}; give another -o/--outdir, or "
+                         "--force to replace it")
+    for stale in [*outdir.glob(f".{target.name}.*.tmp"), *outdir.glob(".results.json.*.tmp"),
+                  *(outdir / "figures").glob(".*.tmp")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    if previous.exists() or target.exists():
+        target.unlink(missing_ok=True)
+        shutil.rmtree(outdir / "figures", ignore_errors=True)   # the previous run's figures
+
+
+def _mark_not_run(nb: Any, last_started: int | None) -> None:
+    """Cells after the last one started never ran: papermill's clean-up calls them "completed" when the
+    run stops between cells; call them "pending", as papermill does after a failed cell."""
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("papermill")
+        if last_started is not None and index <= last_started or not isinstance(meta, dict):
+            continue
+        if meta.get("status") == "completed" and (cell.cell_type != "code" or cell.get("execution_count") is None):
+            meta["status"] = "pending"
+
+
 def run_notebook(
     notebook: str | Path,
     outdir: str | Path,
@@ -762,8 +831,16 @@ def run_notebook(
     kernel_name: str | None = None,
     timeout: float | None = None,
     progress_bar: bool = True,
+    force: bool = False,
 ) -> RunResult:
     """Validate the parameters, execute ``notebook`` with papermill and write OUTDIR's files.
+
+    OUTDIR is locked while the run writes into it (a second run into it is a :class:`UsageError`).
+    A folder holding a finished run (``results.json`` says ``"ok"``), a run of another notebook, or
+    an ``NAME.ipynb`` that no run wrote (``-o notebooks``) is refused unless ``force``; a failed or
+    interrupted run of the same notebook is replaced. From the start ``results.json`` says
+    ``"status": "running"``: a run killed before its end never leaves an old result in place.
+    Hidden temporary files of a killed run are removed.
 
     ``config`` (a YAML file) is merged under ``parameters`` (``parameters`` wins). The notebook
     runs with its own directory as the working directory. A notebook that raises is not an
@@ -803,87 +880,97 @@ def run_notebook(
     if claims_mode is not None:
         effective["claims_mode"] = claims_mode
 
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = prepare_outdir(outdir)
     target = outdir / f"{notebook.stem}.ipynb"
-    execution = _Execution()
-    with _signals_to(execution) as in_main_thread, _quiet_papermill_inspection():
-        # papermill saves its output after every cell into a private folder: a papermill thread that
-        # outlives an interrupted run (a save that hangs) can then write nothing once it is removed.
-        workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=outdir))
-        tmp = workdir / target.name
-        try:
-            started = datetime.now(timezone.utc)
-            t0 = time.perf_counter()
-            box: dict[str, Any] = {}
+    with folder_lock(outdir, f"a run of {notebook.name} (python -m sdlib run)"):
+        _replace_previous(outdir, target, notebook, force=force)
+        write_json_atomic(outdir / "results.json", {
+            "notebook": str(notebook), "status": "running", "parameters": effective, "overrides": overrides,
+            "claims_mode": claims_mode, "pid": os.getpid(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        execution = _Execution()
+        with _signals_to(execution) as in_main_thread, _quiet_papermill_inspection():
+            # papermill saves its output after every cell into a private folder: a papermill thread that
+            # outlives an interrupted run (a save that hangs) can then write nothing once it is removed.
+            workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=outdir))
+            tmp = workdir / target.name
+            try:
+                started = datetime.now(timezone.utc)
+                t0 = time.perf_counter()
+                box: dict[str, Any] = {}
 
-            def execute() -> None:
-                try:
-                    box["nb"] = papermill.execute_notebook(
-                        nb, str(tmp), parameters=overrides, kernel_name=kernel_name,
-                        progress_bar=progress_bar, cwd=str(notebook.resolve().parent),
-                        execution_timeout=timeout, log_output=False,
-                        kernel_manager_class=execution.kernel_manager_class(),
-                        on_cell_start=execution.on_cell_start,
-                        extra_arguments=_kernel_arguments(kernel_name))
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
-                    box["exc"], box["tb"] = exc, traceback.format_exc()
+                def execute() -> None:
+                    try:
+                        box["nb"] = papermill.execute_notebook(
+                            nb, str(tmp), parameters=overrides, kernel_name=kernel_name,
+                            progress_bar=progress_bar, cwd=str(notebook.resolve().parent),
+                            execution_timeout=timeout, log_output=False,
+                            kernel_manager_class=execution.kernel_manager_class(),
+                            on_cell_start=execution.on_cell_start,
+                            extra_arguments=_kernel_arguments(kernel_name))
+                    except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
+                        box["exc"], box["tb"] = exc, traceback.format_exc()
 
-            if in_main_thread:
-                thread = threading.Thread(target=execute, name=_THREAD_NAME, daemon=True)
-                thread.start()
-                while thread.is_alive() and execution.signame is None:
-                    execution.wake.wait(0.2)
-                if execution.signame is not None:
-                    execution.stop(thread)
-            else:
-                execute()
-            seconds = time.perf_counter() - t0
-            status, error, error_tb = _outcome(box, execution)
-            executed = box.get("nb")
-            if executed is None and tmp.exists() and tmp.stat().st_size > 0:
-                try:  # the notebook as papermill last saved it
-                    executed = nbformat.read(tmp, as_version=4)
-                except Exception:  # noqa: BLE001 - papermill may have left a partial file
-                    executed = None
-            if executed is None:
-                # papermill failed before writing anything (e.g. no such kernel): keep the input notebook.
-                executed = nb
-            write_bytes_atomic(target, nbformat.writes(executed).encode("utf8"))
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+                if in_main_thread:
+                    thread = threading.Thread(target=execute, name=_THREAD_NAME, daemon=True)
+                    thread.start()
+                    while thread.is_alive() and execution.signame is None:
+                        execution.wake.wait(0.2)
+                    if execution.signame is not None:
+                        execution.stop(thread)
+                else:
+                    execute()
+                seconds = time.perf_counter() - t0
+                status, error, error_tb = _outcome(box, execution)
+                executed = box.get("nb")
+                if executed is None and tmp.exists() and tmp.stat().st_size > 0:
+                    try:  # the notebook as papermill last saved it
+                        executed = nbformat.read(tmp, as_version=4)
+                    except Exception:  # noqa: BLE001 - papermill may have left a partial file
+                        executed = None
+                if executed is None:
+                    # papermill failed before writing anything (e.g. no such kernel): keep the input notebook.
+                    executed = nb
+                if status != "ok":
+                    _mark_not_run(executed, execution.cell_index)
+                write_bytes_atomic(target, nbformat.writes(executed).encode("utf8"))
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
 
-        results = extract_glue(executed)
-        figures = extract_figures(executed, outdir / "figures")
-        doc: dict[str, Any] = {
-            "notebook": str(notebook),
-            "status": status,
-            "parameters": effective,
-            "overrides": overrides,
-            "claims_mode": claims_mode,
-            "results": results,
-            "claims": _claims(results),
-            "figures": [str(p.relative_to(outdir)) for p in figures],
-            "executed_notebook": target.name,
-        }
-        if error is not None:
-            doc["error"] = error
-            if error_tb:
-                doc["traceback"] = error_tb
-        seed = effective.get("seed")
-        device = effective.get("device")
-        doc["provenance"] = provenance(
-            started=started, seconds=seconds, parameters=effective,
-            seed=seed if isinstance(seed, (int, list)) and not isinstance(seed, bool) else None,
-            device=device if isinstance(device, str) else None,
-        )
-        doc["provenance"]["kernel"] = kernel_name
-        doc["provenance"]["command"] = " ".join(sys.argv) if sys.argv else None
-        results_json = write_json_atomic(outdir / "results.json", doc)
-    result = RunResult(status=status, notebook=target, results_json=results_json, figures=figures,
-                       results=results, error=error)
-    if execution.signame is not None:
-        raise RunInterrupted(execution.signame, result)
-    return result
+            results = extract_glue(executed)
+            figures = extract_figures(executed, outdir / "figures")
+            doc: dict[str, Any] = {
+                "notebook": str(notebook),
+                "status": status,
+                "parameters": effective,
+                "overrides": overrides,
+                "claims_mode": claims_mode,
+                "results": results,
+                "claims": _claims(results),
+                "figures": [str(p.relative_to(outdir)) for p in figures],
+                "executed_notebook": target.name,
+            }
+            if error is not None:
+                doc["error"] = error
+                if error_tb:
+                    doc["traceback"] = error_tb
+            seed = effective.get("seed")
+            device = effective.get("device")
+            doc["provenance"] = provenance(
+                started=started, seconds=seconds, parameters=effective,
+                seed=seed if isinstance(seed, (int, list)) and not isinstance(seed, bool) else None,
+                device=device if isinstance(device, str) else None,
+            )
+            doc["provenance"]["kernel"] = kernel_name
+            doc["provenance"]["command"] = " ".join(sys.argv) if sys.argv else None
+            results_json = write_json_atomic(outdir / "results.json", doc)
+        result = RunResult(status=status, notebook=target, results_json=results_json, figures=figures,
+                           results=results, error=error)
+        # a signal once the notebook had finished (while the files were written) changes nothing: the
+        # run is whole and says so; the exit status follows results.json
+        if execution.signame is not None and status == "interrupted":
+            raise RunInterrupted(execution.signame, result)
+        return result
 
 
 def _outcome(box: Mapping[str, Any], execution: _Execution) -> tuple[str, str | None, str | None]:

@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -50,11 +51,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sdlib.errors import DeviceUnavailableError, RunError, UsageError
-from sdlib.provenance import provenance, write_bytes_atomic, write_json_atomic
+from sdlib.provenance import folder_lock, prepare_outdir, provenance, write_bytes_atomic, write_json_atomic
 
 __all__ = [
     "Grid", "Point", "SweepResult", "dask_client", "default_workers", "load_grid", "make_grid", "plan_sweep",
-    "point_id", "run_point", "run_sweep", "visible_gpus",
+    "point_id", "run_point", "run_sweep", "visible_gpus", "InsecureSchedulerWarning", "insecure_scheduler",
+    "make_security",
 ]
 
 
@@ -98,6 +100,64 @@ def _check_workers(workers: int | None) -> None:
 
 #: Where the HTTP server of a scheduler without a dashboard listens: any free port of this machine.
 _NO_DASHBOARD = "127.0.0.1:0"
+#: Where every worker's HTTP server (/health, /metrics, /sitemap.json) listens: without an address
+#: Dask binds it to every interface (0.0.0.0 and [::]), with in-process workers as with processes.
+_WORKER_HTTP = "127.0.0.1:0"
+
+
+class InsecureSchedulerWarning(UserWarning):
+    """The scheduler is reached over plain TCP on another machine: anyone who reaches it runs code."""
+
+
+def _loopback_address(address: str) -> str:
+    """``":8787"`` or ``"8787"`` (every interface, in Dask's reading) as ``"127.0.0.1:8787"``."""
+    host, sep, port = str(address).rpartition(":")
+    if not sep:
+        return f"127.0.0.1:{address}"
+    return f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "[::]", "::") else str(address)
+
+
+def insecure_scheduler(address: str) -> str | None:
+    """Why connecting to the scheduler at ``address`` is unsafe (plain ``tcp://`` to a host that is
+    not this machine), or None (``tls://``, ``inproc://``, ``ucx://``, or a loopback host)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    text = str(address)
+    scheme = text.split("://", 1)[0] if "://" in text else "tcp"
+    if scheme != "tcp":
+        return None
+    host = urlsplit(text if "://" in text else f"tcp://{text}").hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (f"the scheduler {text!r} is reached over plain tcp:// without authentication or encryption: anyone "
+            "who reaches its port can run code as its user; start it on a private interface with TLS "
+            "('dask scheduler --protocol tls --tls-ca-file ... --tls-cert ... --tls-key ...') and give "
+            "--scheduler tls://HOST:PORT with --tls-ca-file, --tls-cert and --tls-key (see book/rerun.md)")
+
+
+def make_security(tls_ca_file: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> Any:
+    """A ``distributed.security.Security`` for a TLS cluster from the three files (all or none), or None
+    (then Dask's own configuration, ``distributed.comm.tls.*``, applies). Missing files are a
+    :class:`~sdlib.errors.UsageError`."""
+    files = {"--tls-ca-file": tls_ca_file, "--tls-cert": tls_cert, "--tls-key": tls_key}
+    given = {k: v for k, v in files.items() if v is not None}
+    if not given:
+        return None
+    if len(given) != 3:
+        missing = ", ".join(k for k in files if k not in given)
+        raise UsageError(f"a TLS connection needs --tls-ca-file, --tls-cert and --tls-key; missing {missing}")
+    for option, path in given.items():
+        if not os.path.isfile(path):
+            raise UsageError(f"{option} {path!r} does not exist; give the PEM file of the cluster's TLS set-up")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=tls_ca_file, tls_client_cert=tls_cert, tls_client_key=tls_key,
+                    require_encryption=True)
 
 
 @contextmanager
@@ -109,6 +169,7 @@ def dask_client(
     gpus: bool = False,
     processes: bool = True,
     dashboard_address: str | None = None,
+    security: Any = None,
 ) -> Iterator[Any]:
     """A ``distributed.Client``: of a new in-process cluster, or of the scheduler at ``scheduler``.
 
@@ -122,7 +183,13 @@ def dask_client(
     workers someone started (``dask worker ADDR``, dask-jobqueue); only the client is closed on exit.
     ``processes=False`` makes the local workers threads of this process instead (no process to
     start: for tasks that only wait, such as a sweep's, whose points run in processes of their own).
-    ``dashboard_address`` (e.g. ``":8787"``) serves the local cluster's dashboard (off by default).
+    ``dashboard_address`` (e.g. ``":8787"``) serves the local cluster's dashboard (off by default), on
+    127.0.0.1 unless it names a host. Every server a local cluster starts (scheduler, workers, their
+    HTTP servers) listens on 127.0.0.1 only.
+
+    ``security``: a ``distributed.security.Security`` (:func:`make_security`) for a scheduler
+    reached over TLS (``tls://HOST:PORT``); without it Dask's configuration (``distributed.comm.tls``)
+    applies. A plain ``tcp://`` scheduler on another host gives an :class:`InsecureSchedulerWarning`.
     """
     from distributed import Client, LocalCluster
 
@@ -137,8 +204,23 @@ def dask_client(
         if scheduler is not None:
             kwargs: dict[str, Any] = {}
             address: str | None = scheduler
+            shown = scheduler
             if os.path.isfile(scheduler):  # a scheduler file (dask scheduler --scheduler-file PATH)
                 kwargs["scheduler_file"], address = scheduler, None
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    shown = str(json.loads(Path(scheduler).read_text()).get("address", scheduler))
+            if security is not None:
+                kwargs["security"] = security
+            why = insecure_scheduler(shown)
+            if why is not None:
+                warnings.warn(why, InsecureSchedulerWarning, stacklevel=3)
+            if shown.startswith("tls://") and security is None:
+                import dask
+
+                if not dask.config.get("distributed.comm.tls.ca-file", None):
+                    raise UsageError(
+                        f"the scheduler {shown!r} speaks TLS: give --tls-ca-file, --tls-cert and --tls-key (or set "
+                        "Dask's distributed.comm.tls configuration)")
             try:
                 client = stack.enter_context(Client(address, **kwargs))
             except (OSError, TimeoutError, ValueError) as exc:
@@ -149,9 +231,11 @@ def dask_client(
                     "--scheduler out to use a local cluster") from exc
             yield client
             return
+        if dashboard_address is not None:
+            dashboard_address = _loopback_address(dashboard_address)
         common: dict[str, Any] = dict(
             threads_per_worker=threads_per_worker, host="127.0.0.1", dashboard_address=dashboard_address,
-            silence_logs=logging.ERROR)
+            worker_dashboard_address=_WORKER_HTTP, silence_logs=logging.ERROR)
         if dashboard_address is None:
             # No dashboard, but the scheduler's HTTP server (health checks) still starts, by default on
             # port 8787, and warns when another cluster holds that port: a free port of 127.0.0.1.
@@ -207,6 +291,7 @@ def _pinned_gpu_cluster(devices: list[str], common: dict[str, Any]) -> Iterator[
     workers = {
         f"gpu{d}": {"cls": Nanny, "options": {
             "nthreads": common["threads_per_worker"], "host": common["host"],
+            "dashboard_address": common["worker_dashboard_address"], "dashboard": True,
             "env": {"CUDA_VISIBLE_DEVICES": d}, "silence_logs": common["silence_logs"]}}
         for d in devices}
     with SpecCluster(workers=workers, scheduler=scheduler, silence_logs=common["silence_logs"]) as cluster:
@@ -245,8 +330,9 @@ class Grid:
 def _slug(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "-".join(_slug(v) for v in value) or "empty"
-    text = repr(value) if isinstance(value, float) else str(value)
-    return _ID_UNSAFE.sub("-", text).strip("-") or "x"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)   # the sign is part of the value: lam=-0.2 is not lam=0.2
+    return _ID_UNSAFE.sub("-", str(value)).strip("-") or "x"
 
 
 def point_id(parameters: Mapping[str, Any], names: Sequence[str]) -> str:
@@ -332,12 +418,22 @@ def make_grid(spec: Mapping[str, Any], *, source: str = "the grid") -> Grid:
         if not pid or _ID_UNSAFE.search(pid) or pid in (".", ".."):
             raise UsageError(f"{source}: point id {pid!r} is not a plain folder name (letters, digits, . _ = + -)")
         out.append(Point(pid, r))
-    counts: dict[str, int] = {}
-    for p in out:
-        counts[p.id] = counts.get(p.id, 0) + 1
-    if any(c > 1 for c in counts.values()):
-        dup = [i for i, c in counts.items() if c > 1]
-        raise UsageError(f"{source}: points repeat ({', '.join(dup)}); every point must differ")
+    same = [p.id for i, p in enumerate(out) if any(_key(p.parameters) == _key(q.parameters) for q in out[:i])]
+    if same:
+        raise UsageError(f"{source}: points repeat ({', '.join(dict.fromkeys(same))}); every point must differ")
+    # different points whose readable ids coincide ([0.5, -0.5] and [0.5, 0.5] as lists, 'a b' and
+    # 'a-b'): each gets a hash of its parameters, so that no point ever runs in another's folder
+    by_id: dict[str, list[int]] = {}
+    for i, p in enumerate(out):
+        by_id.setdefault(p.id, []).append(i)
+    for pid, members in by_id.items():
+        if len(members) == 1:
+            continue
+        if any(ids[i] is not None for i in members):
+            raise UsageError(f"{source}: point id {pid!r} is given to {len(members)} different points")
+        for i in members:
+            digest = hashlib.sha1(_key(out[i].parameters).encode()).hexdigest()[:8]
+            out[i] = Point(f"{pid[:70]}-{digest}", out[i].parameters)
     return Grid(points=out, fixed=dict(fixed), varying=varying, plot=list(plot), source=source)
 
 
@@ -411,7 +507,9 @@ def run_point(notebook: str, folder: str, parameters: dict[str, Any], *, timeout
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").unlink(missing_ok=True)  # a stale one must not speak for this run
     config = write_bytes_atomic(out / "point.yaml", yaml.safe_dump(parameters, sort_keys=False).encode("utf8"))
-    cmd = [sys.executable, "-m", "sdlib", "run", notebook, "-f", str(config), "-o", str(out), "--no-progress"]
+    # --force: the sweep has decided that this point runs again (failed, interrupted, or --force)
+    cmd = [sys.executable, "-m", "sdlib", "run", notebook, "-f", str(config), "-o", str(out), "--no-progress",
+           "--force"]
     if timeout is not None:
         cmd += ["--timeout", str(timeout)]
     if kernel_name is not None:
@@ -628,6 +726,7 @@ def run_sweep(
     kernel_name: str | None = None,
     progress: bool = True,
     force: bool = False,
+    security: Any = None,
 ) -> SweepResult:
     """Run ``notebook`` at every point of ``grid`` on Dask and write OUTDIR's summary.
 
@@ -642,6 +741,10 @@ def run_sweep(
     or two parameters vary, ``OUTDIR/sweep.png``. On Ctrl-C or SIGTERM the running points are
     stopped (each records ``"interrupted"``), the summary is written and ``KeyboardInterrupt`` raised.
     Returns a :class:`SweepResult`; its status is ``"ok"`` when every point is.
+
+    OUTDIR is locked for the sweep (a second sweep into it is a :class:`~sdlib.errors.UsageError`),
+    and a point folder holding a finished run made with other parameters is refused unless
+    ``force``. ``security``: see :func:`dask_client`.
     """
     notebook = Path(notebook).resolve()
     outdir = Path(outdir).resolve()
@@ -649,11 +752,37 @@ def run_sweep(
     if timeout is not None and not timeout > 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
-    outdir.mkdir(parents=True, exist_ok=True)
+    prepare_outdir(outdir)
+    # one sweep at a time in a folder: two would run the same points and mix their tables
+    with folder_lock(outdir, f"a sweep of {notebook.name} (python -m sdlib sweep)"):
+        return _sweep_locked(notebook, grid, outdir, workers=workers, scheduler=scheduler, client=client,
+                             timeout=timeout, kernel_name=kernel_name, progress=progress, force=force,
+                             security=security)
+
+
+def _other_result(folder: Path, parameters: Mapping[str, Any]) -> str | None:
+    """The parameters of a finished run in ``folder`` made with other ``parameters`` than the point's."""
+    doc = _read_json(folder / "results.json")
+    if doc is None or doc.get("status") != "ok":
+        return None
+    got = doc.get("parameters", {})
+    diff = {k: (got.get(k), v) for k, v in parameters.items() if k not in got or got[k] != v}
+    return ", ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in diff.items()) if diff else None
+
+
+def _sweep_locked(notebook: Path, grid: Grid, outdir: Path, *, workers: int | None, scheduler: str | None,
+                  client: Any, timeout: float | None, kernel_name: str | None, progress: bool,
+                  force: bool, security: Any) -> SweepResult:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     todo: list[Point] = []
+    if not force:
+        for p in grid.points:
+            other = _other_result(outdir / p.id, p.parameters)
+            if other is not None:
+                raise UsageError(f"point {p.id} of {outdir} holds a finished run with other parameters ({other}); "
+                                 "give another -o/--outdir, or --force to rerun every point")
     for p in grid.points:
         doc = None if force else _done(outdir / p.id, p.parameters)
         if doc is not None:
@@ -671,7 +800,8 @@ def run_sweep(
                 if client is None:
                     # each point runs in a process of its own, so that the local workers only wait:
                     # threads of this process, with nothing to start
-                    client = stack.enter_context(dask_client(workers, scheduler, processes=False))
+                    client = stack.enter_context(dask_client(workers, scheduler, processes=False,
+                                                             security=security))
                 cluster = _describe(client)
                 _run_points(client, str(notebook), outdir, todo, records, bar, timeout, kernel_name)
     except BaseException as exc:

@@ -15,6 +15,7 @@ the recursion (eq. 12) and these functions are the yardstick the notebooks check
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -201,6 +202,16 @@ def alpha_star(y_val: ArrayLike, y1_val: ArrayLike, y0_val: ArrayLike) -> float:
             f"y_val, y1_val and y0_val must have one shape, got "
             f"{y_val.shape}, {y1_val.shape}, {y0_val.shape}"
         )
+    for name, a in (("y_val", y_val), ("y1_val", y1_val), ("y0_val", y0_val)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(a)))} non-finite value(s)")
+    # Eq. (16) is invariant to the scale of the targets; its products are not (they under- or
+    # overflow beyond about 1e+-150). Divide by a power of two near the largest value: exact in
+    # floating point, so the result does not depend on the scale at all.
+    top = max(float(np.max(np.abs(a), initial=0.0)) for a in (y_val, y1_val, y0_val))
+    if np.isfinite(top) and top > 0:
+        unit = math.ldexp(1.0, -math.frexp(top)[1])
+        y_val, y1_val, y0_val = y_val * unit, y1_val * unit, y0_val * unit
     diff = (y0_val - y1_val).ravel()
     denom = float(diff @ diff)
     scale = max(float(np.linalg.norm(y1_val)), float(np.linalg.norm(y0_val)), 1e-300)

@@ -115,7 +115,7 @@ def test_train_on_dask_when_asked(stand_in: StandIn, config: Path, tmp_path: Pat
                                   expected: tuple) -> None:
     assert main(["train", "-f", str(config), "-o", str(tmp_path / "o"), *option]) == 0
     [(workers, scheduler, kw)] = stand_in.clients
-    assert (workers, scheduler) == expected and kw == {"gpus": False}
+    assert (workers, scheduler) == expected and kw == {"gpus": False, "security": None}
     assert stand_in.calls[0]["client"] == f"client({workers}, {scheduler})"
 
 

@@ -82,6 +82,20 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Raise :class:`~sdlib.errors.UsageError` naming the parameter and its value for anything out of range."""
+        # YAML reads `augment: "false"` (quoted) as a string, which Python would take as true
+        for name in ("download", "augment", "alpha_hat_clip", "chains_together", "channels_last", "compile",
+                     "progress"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise UsageError(f"{name} must be true or false, got {name}={v!r} ({type(v).__name__})")
+        for name in ("dataset", "arch", "optimizer", "device", "amp"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise UsageError(f"{name} must be a string, got {name}={v!r} ({type(v).__name__})")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise UsageError(f"data_dir must be a path or null, got data_dir={self.data_dir!r}")
+        if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool) or self.split_seed < 0:
+            raise UsageError(f"split_seed must be a non-negative int, got split_seed={self.split_seed!r}")
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset={self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
         if self.arch not in ARCHS:
@@ -99,6 +113,8 @@ class ExperimentConfig:
         if self.lr <= 0:
             raise UsageError(f"lr must be > 0, got lr={self.lr!r}")
         if not isinstance(self.alphas, (list, tuple)):
+            raise UsageError(f"alphas must be a list of numbers, got alphas={self.alphas!r}")
+        if any(not isinstance(a, (int, float)) or isinstance(a, bool) for a in self.alphas):
             raise UsageError(f"alphas must be a list of numbers, got alphas={self.alphas!r}")
         self.alphas = [float(a) for a in self.alphas]
         for a in self.alphas:
@@ -148,11 +164,10 @@ class ExperimentConfig:
 
 def load_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
     """Read a YAML parameter file (``configs/*.yaml``), apply ``overrides``, validate."""
-    import yaml
+    from sdlib.runner import read_yaml  # the one YAML reader: one-line errors (missing, not UTF-8, not YAML)
 
-    with open(path) as fh:
-        d = yaml.safe_load(fh) or {}
+    d = read_yaml(path, what="config file", hint="give a YAML file such as configs/smoke_cpu.yaml") or {}
     if not isinstance(d, dict):
-        raise UsageError(f"{path}: expected a mapping of parameter names to values")
+        raise UsageError(f"config file {str(path)!r} must hold a mapping 'name: value', found {type(d).__name__}")
     d.update(overrides)
     return ExperimentConfig.from_dict(d)

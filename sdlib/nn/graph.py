@@ -13,7 +13,11 @@ Each task reads its teacher from the teacher's checkpoint and writes its own che
 record, fp32 validation probabilities, identity) atomically; resume = a task whose checkpoint exists
 is not run (and a task that finds its checkpoint on disk loads it instead of training). With
 ``chains_together`` the fixed-alpha fits and the alpha = 0 fit of one (seed, step) form one task
-(trained as one vmapped stack, :func:`sdlib.nn.train.fit_together`), still one checkpoint per fit.
+(trained as one vmapped stack, :func:`sdlib.nn.train.fit_together`), still one checkpoint per fit;
+when one of them is lost (a truncated file), the whole stack is trained again and only the lost fit
+saved, so that the repaired run equals an uninterrupted one. Every checkpoint records a fingerprint
+of each fit it read (record and validation probabilities): a fit whose teacher is no longer the one
+it was trained from is trained again.
 
 Identity: every checkpoint, and ``checkpoint_dir/config.json``, records the parameters that shape a
 fit plus the device type and the precision actually used (:func:`fit_identity`); a checkpoint made
@@ -171,6 +175,32 @@ def _load(path: Path, identity: dict[str, Any], *, mmap: bool = False) -> dict[s
     return ck
 
 
+def _fingerprint(ck: dict[str, Any]) -> str:
+    """What a fit handed on: its record (without wall-clock seconds) and its validation
+    probabilities, which the students' teachers and alpha-hat read."""
+    import hashlib
+
+    record = {k: v for k, v in ck["record"].items() if not k.startswith("seconds")}
+    h = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    probs = ck.get("val_probs")
+    if probs is not None:
+        h.update(probs.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _upstream_changed(key: FitKey, ck: dict[str, Any], ck_dir: Path, identity: dict[str, Any]) -> bool:
+    """Whether a fit it read (teacher, alpha-hat's inputs) is not the one it was trained from: a teacher
+    retrained since (its checkpoint was lost) must not stay under a student of the old one."""
+    made_from = ck.get("needs")
+    if not isinstance(made_from, dict):   # a checkpoint of an older version: nothing to compare
+        return False
+    for need in _needs(key):
+        need_ck = _load(need.path(ck_dir), identity, mmap=True)
+        if need_ck is None or made_from.get(need.name) != _fingerprint(need_ck):
+            return True
+    return False
+
+
 def _model(cfg: ExperimentConfig, spec: Any, ck: dict[str, Any], dev: Any) -> Any:
     from sdlib.nn.train import new_model
 
@@ -197,12 +227,18 @@ def run_task(cfg_dict: dict[str, Any], fits: list[FitKey], ckpt_dir: str, identi
     todo = []
     for i, k in enumerate(fits):
         ck = _load(k.path(ck_dir), identity, mmap=True)
+        if ck is not None and _upstream_changed(k, ck, ck_dir, identity):
+            ck = None   # trained from a teacher that is no longer there: train it again
         if ck is None:
             todo.append(i)
         else:
             out[i] = {"key": k, "record": dict(ck["record"]), "trained": False, "sizes": ck.get("sizes")}
     if not todo:
         return out  # type: ignore[return-value]
+    # A stack is trained whole: a fit of a chains_together group trained alone (its checkpoint
+    # truncated, the others kept) would differ from the one the uninterrupted stack gives.
+    missing = set(todo)
+    train_idx = list(range(len(fits))) if len(fits) > 1 else todo
     dev = resolve_device(cfg.device)
     data = data.to(dev) if data is not None else _data(cfg, dev)
     y_val = torch.nn.functional.one_hot(data.val.y.cpu(), data.spec.num_classes).double().numpy()
@@ -215,7 +251,7 @@ def run_task(cfg_dict: dict[str, Any], fits: list[FitKey], ckpt_dir: str, identi
         return ck
 
     jobs = []
-    for i in todo:
+    for i in train_idx:
         k = fits[i]
         t = _teacher(k)
         teacher = _model(cfg, data.spec, ck_of(t), dev) if t is not None else None
@@ -240,6 +276,8 @@ def run_task(cfg_dict: dict[str, Any], fits: list[FitKey], ckpt_dir: str, identi
         [(_, k, alpha, teacher, _)] = jobs
         results = [fit(cfg, data, alpha=alpha, teacher=teacher, seed=seed, where={**where, "chain": k.chain})]
     for (i, k, alpha, _, extra), res in zip(jobs, results, strict=True):
+        if i not in missing:   # kept as it was: its checkpoint and record are the stack's own
+            continue
         accs, val_probs = {}, None
         for name in ("train", "val", "test"):
             s = getattr(data, name)
@@ -249,8 +287,9 @@ def run_task(cfg_dict: dict[str, Any], fits: list[FitKey], ckpt_dir: str, identi
         record = {"seed": k.seed, "chain": k.chain, "step": k.step, "alpha": float(alpha), **extra, **accs,
                   "train_loss": float(res.train_loss), "seconds": round(float(res.seconds), 4)}
         state = {n: v.detach().cpu() for n, v in res.model.state_dict().items()}
+        needs = {n.name: _fingerprint(ck_of(n)) for n in _needs(k)}
         save_checkpoint(k.path(ck_dir), {"state_dict": state, "record": record, "val_probs": val_probs,
-                                         "identity": identity, "sizes": sizes})
+                                         "identity": identity, "sizes": sizes, "needs": needs})
         out[i] = {"key": k, "record": record, "trained": True, "sizes": sizes}
     return out  # type: ignore[return-value]
 
@@ -260,7 +299,7 @@ def run_task(cfg_dict: dict[str, Any], fits: list[FitKey], ckpt_dir: str, identi
 
 
 def _check_checkpoint_dir(ckpt_dir: Path, identity: dict[str, Any]) -> None:
-    """Record the identity in ``ckpt_dir/config.json``; refuse a directory made with another one."""
+    """Refuse a checkpoint directory whose ``config.json`` records another identity."""
     path = ckpt_dir / "config.json"
     if path.exists():
         have = json.loads(path.read_text())
@@ -268,7 +307,13 @@ def _check_checkpoint_dir(ckpt_dir: Path, identity: dict[str, Any]) -> None:
         if diff:
             raise UsageError(f"checkpoint directory {ckpt_dir} was made with other settings (name: (then, now)) "
                              f"{diff}; use another --checkpoint-dir or delete it")
-    else:
+
+
+def _record_identity(ckpt_dir: Path, identity: dict[str, Any]) -> None:
+    """Write ``ckpt_dir/config.json`` once a fit is done: a start refused before anything was trained
+    (data missing, ``n_train`` too large) must not block the corrected rerun."""
+    path = ckpt_dir / "config.json"
+    if not path.exists():
         write_json_atomic(path, identity)
 
 
@@ -339,11 +384,14 @@ def train(
     counts = {"trained": 0, "loaded": 0}
     sizes: dict[str, int] = {}
 
-    # resume: tasks whose checkpoints all exist are not run
+    # resume: tasks whose checkpoints all exist are not run, unless a task they wait for runs (then
+    # run_task compares what each fit was trained from with what is there now)
     pending = []
     for t in tasks:
         cks = [_load(k.path(ckpt_dir), identity, mmap=True) for k in t.fits]
-        if all(ck is not None for ck in cks):
+        waits = any(d.name in t.deps for d in pending)
+        if not waits and all(ck is not None and not _upstream_changed(k, ck, ckpt_dir, identity)
+                             for k, ck in zip(t.fits, cks, strict=True)):
             for k, ck in zip(t.fits, cks, strict=True):
                 recs[k] = dict(ck["record"])  # type: ignore[index]
                 sizes.update(ck.get("sizes") or {})  # type: ignore[union-attr]
@@ -358,6 +406,7 @@ def train(
         bar = tqdm(total=n_fits, initial=counts["loaded"], desc=f"Section 5 fits ({outdir.name})", unit="fit")
 
     def done(result: list[dict[str, Any]], name: str) -> None:
+        _record_identity(ckpt_dir, identity)
         for r in result:
             recs[r["key"]] = r["record"]
             sizes.update(r.get("sizes") or {})
@@ -400,6 +449,7 @@ def train(
         bar.close()
     if len(recs) != n_fits:
         raise RuntimeError(f"{n_fits - len(recs)} fits missing after the run")   # a bug, not a user error
+    _record_identity(ckpt_dir, identity)
     records, helpers = _assemble(cfg, recs)
     results = {
         "dataset": cfg.dataset, "arch": cfg.arch, **sizes,
