@@ -24,7 +24,8 @@ Reported (``summary``, each value under ``ratio`` as in the other result files):
   cost spread over N points.
 
 Both sides run in the same run, so that load on the machine affects both alike; on a machine
-others are using (``load_average`` records it, at the start and at the end) they are noisy, and
+others are using (``load_average`` records it: at the start and the end, and around each side; the
+speed-up's label and the printed summary say it) they are noisy, and
 points that run side by side compete for the cores with the other users.
 The order of the two sides alternates with ``--repeats`` > 1 and the best of each is kept.
 
@@ -85,6 +86,14 @@ def tree_is_dirty() -> bool:
     """Uncommitted changes to tracked files (as :func:`sdlib.provenance.git_commit` marks them)."""
     commit = git_commit(ROOT)
     return commit is None or commit.endswith("+dirty")
+
+
+def _load() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def _fmt_load(load: list[float] | None) -> str:
+    return "n/a" if load is None else " ".join(f"{x:.1f}" for x in load)
 
 
 def _env() -> dict[str, str]:
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         grid_file.write_text(yaml.safe_dump({"points": [{"id": p.id, **p.parameters} for p in grid.points]}
                                             | ({"parameters": grid.fixed} if grid.fixed else {}), sort_keys=False))
         started = datetime.now(timezone.utc)
-        load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+        load_start = _load()
         t0 = time.perf_counter()
         serial: list[dict[str, Any]] = []
         sweep: list[dict[str, Any]] = []
@@ -181,17 +190,26 @@ def main(argv: list[str] | None = None) -> int:
             order = ("serial", "sweep") if r % 2 == 0 else ("sweep", "serial")
             for side in order:
                 folder = work / f"{side}{r}"
+                before = _load()
                 if side == "serial":
                     serial.append(run_serial(notebook, plan.points, folder))
                 else:
                     sweep.append(run_sweep(notebook, grid_file, folder, args.workers, n))
-                print(f"{side} (repeat {r + 1}): {(serial if side == 'serial' else sweep)[-1]['seconds']:.1f} s",
-                      flush=True)
+                done = (serial if side == "serial" else sweep)[-1]
+                done["load_average"] = {"start": before, "end": _load()}
+                print(f"{side} (repeat {r + 1}): {done['seconds']:.1f} s (load average {_fmt_load(before)} -> "
+                      f"{_fmt_load(done['load_average']['end'])})", flush=True)
         best_serial = min(serial, key=lambda d: d["seconds"])
         best_sweep = min(sweep, key=lambda d: d["seconds"])
         measured = {"speedup": best_serial["seconds"] / best_sweep["seconds"],
                     "scheduling_overhead_per_point": best_sweep["scheduling_overhead_per_point"]}
-        labels = {"speedup": f"{n} points: serial loop of 'sdlib run' / 'sdlib sweep --workers {args.workers}'",
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        loads = [x for d in (best_serial, best_sweep) for x in (d["load_average"]["start"], d["load_average"]["end"])
+                 if x is not None]
+        load_text = (f"; load average {min(v[0] for v in loads):.1f}-{max(v[0] for v in loads):.1f} on {cores} cores"
+                     if loads else "")
+        labels = {"speedup": f"{n} points: serial loop of 'sdlib run' / 'sdlib sweep --workers {args.workers}'"
+                             f"{load_text}",
                   "scheduling_overhead_per_point": "seconds per point the workers spend not running a point "
                                                    "(first point's start to last point's end)"}
         summary = {k: {"label": labels[k], "ratio": v,
@@ -207,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             "notebook": str(notebook.relative_to(ROOT)) if ROOT in notebook.parents else notebook.name,
             "points": [{"id": p.id, **p.parameters} for p in plan.points],
             "workers": args.workers,
-            "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "load_average": {"start": load_start,
-                             "end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+            "cpu_cores": cores,
+            # the machine's load (1, 5, 15 min) beside the speed-up: on a shared machine both sides compete
+            "load_average": {"start": load_start, "end": _load(),
+                             "serial": best_serial["load_average"], "sweep": best_sweep["load_average"]},
             "summary": summary,
             "command_overhead_per_point": best_sweep["command_overhead_per_point"],
             "serial": serial,
@@ -224,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     for k, v in summary.items():
         print(f"{k}: {v['ratio']:.2f} (goal {v['goal']}: {'met' if v['met'] else 'NOT met'}) - {v['label']}")
+    print(f"load average: {_fmt_load(out['load_average']['start'])} at the start, "
+          f"{_fmt_load(out['load_average']['end'])} at the end ({out['cpu_cores']} cores)")
     print(f"command_overhead_per_point: {out['command_overhead_per_point']:.2f} s")
     print(f"wrote {target}")
     return 0

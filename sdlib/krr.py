@@ -23,57 +23,76 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib import theory
-from sdlib.kernels import KernelSpec, check_kernel, kernel_matrix
+from sdlib import _blas, gcv, lowrank, theory
+from sdlib.kernels import KernelSpec, check_kernel, check_kernel_params, kernel_matrix
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
     _validate_data = None
 
-__all__ = ["KernelSelfDistillation"]
+__all__ = ["KernelSelfDistillation", "IndefiniteKernelWarning"]
 
-_trsv = linalg.blas.get_blas_funcs("trsv", dtype=np.float64)
-_BLOCK = 512  # columns per block of the triangular solves; 256-1024 measure alike
+_BLOCK = 512  # rows per block of the scans of K (_check_gram), so that no second n x n array is made
 
-
-def _diagonal_blocks(L: FloatArray) -> list[tuple[int, int, FloatArray]]:
-    """Contiguous copies of the diagonal blocks of the Cholesky factor (``n x _BLOCK`` values)."""
-    n = L.shape[0]
-    edges = [*range(0, n, _BLOCK), n]
-    return [(s, e, np.asfortranarray(L[s:e, s:e])) for s, e in zip(edges[:-1], edges[1:], strict=True)]
-
-
-def _blocked_cho_solve(L: FloatArray, blocks: list[tuple[int, int, FloatArray]], t: FloatArray) -> FloatArray:
-    """``(L L^T)^-1 t`` for one vector: block forward then block backward substitution.
-
-    A step of the path is bound by reading ``L`` from memory. Plain ``trsv`` reads it on one
-    core; here the off-diagonal panels go through ``gemv``, which BLAS runs on every core, and only
-    the small diagonal blocks through ``trsv``. Same arithmetic, so the same rounding behaviour as
-    a substitution.
-    """
-    n = t.shape[0]
-    w = t.astype(np.float64, copy=True)
-    for s, e, D in blocks:
-        w[s:e] = _trsv(D, w[s:e], lower=1)
-        if e < n:
-            w[e:] -= L[e:, s:e] @ w[s:e]
-    for s, e, D in reversed(blocks):
-        if e < n:
-            w[s:e] -= L[e:, s:e].T @ w[e:]
-        w[s:e] = _trsv(D, w[s:e], lower=1, trans=1)
-    return w
 
 FloatArray = NDArray[np.float64]
 
-#: Ways to choose the weights ``alpha^(2..steps)`` from validation data (``optimal_alphas``).
-METHODS = ("greedy", "joint")
+#: Relative asymmetry ``max|K - K^T| / max|K|`` above which a Gram matrix is refused: far above the
+#: rounding of a kernel evaluated in float64 (a few ulps), far below a kernel that is not symmetric.
+_ASYMMETRY_TOL = 1e-10
+#: Eigenvalues of K below ``-_NEGATIVE_TOL * max|d|`` make it indefinite (a warning); the rounding
+#: of ``eigh`` is about ``n eps max|d|``, and the negatives within it are clipped to 0.
+_NEGATIVE_TOL = 1e-8
+
+
+class IndefiniteKernelWarning(RuntimeWarning):
+    """The kernel matrix has clearly negative eigenvalues: the paper's Section 4 assumes ``K >= 0``."""
+
+
+def _check_gram(K: FloatArray, kernel: Any) -> None:
+    """Refuse a Gram matrix that is not finite or not symmetric (the Cholesky reads one triangle
+    and would silently solve with another matrix), naming the largest asymmetry; row blocks, so
+    no second ``n x n`` array."""
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"the kernel matrix must be square, got shape {K.shape} (kernel={kernel!r})")
+    n = K.shape[0]
+    asym, scale = 0.0, 0.0
+    for s in range(0, n, _BLOCK):
+        rows = K[s:s + _BLOCK]
+        if not np.isfinite(rows).all():
+            i, j = np.argwhere(~np.isfinite(rows))[0]
+            raise ValueError(
+                f"the kernel matrix is not finite: K[{s + i}, {j}]={float(rows[i, j])!r} (kernel={kernel!r})")
+        asym = max(asym, float(np.abs(rows - K[:, s:s + _BLOCK].T).max(initial=0.0)))
+        scale = max(scale, float(np.abs(rows).max(initial=0.0)))
+    if asym > _ASYMMETRY_TOL * scale:
+        raise ValueError(
+            f"the kernel matrix is not symmetric: max|K - K^T| = {asym:.3g} (max|K| = {scale:.3g}, "
+            f"kernel={kernel!r}); give a symmetric kernel, e.g. (K + K.T) / 2")
+
+
+#: Ways to choose the weights ``alpha^(2..steps)`` (``optimal_alphas``): from validation data
+#: (``"greedy"``, ``"joint"``) or from the training data alone by GCV (:mod:`sdlib.gcv`).
+METHODS = ("greedy", "joint", "gcv", "gcv_joint")
+_GCV_METHODS = ("gcv", "gcv_joint")
 
 
 def _check_method(method: str) -> str:
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got method={method!r}")
     return method
+
+
+def _check_val(method: str, X_val: Any, y_val: Any) -> None:
+    """GCV uses the training data only; the other methods need both validation arrays."""
+    if method in _GCV_METHODS:
+        if X_val is not None or y_val is not None:
+            raise ValueError(f"method={method!r} uses the training data only: pass X_val=None and y_val=None")
+    elif X_val is None or y_val is None:
+        raise ValueError(f"method={method!r} needs validation data: X_val and y_val must be given "
+                         f"(got X_val={'None' if X_val is None else 'an array'}, "
+                         f"y_val={'None' if y_val is None else 'an array'})")
 
 
 class KernelSelfDistillation(RegressorMixin, BaseEstimator):
@@ -99,6 +118,22 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     alpha : float or sequence of float, default=0.0
         The paper's weight ``alpha^(2..steps)`` of the ground-truth targets: one value for every
         step, or ``steps - 1`` values. Any real number is allowed (Theorem 4.4).
+    n_components : int, optional
+        ``None`` (default): the exact engine on ``K``. An integer ``m``: every method on the
+        Nyström kernel of ``m`` centres (:mod:`sdlib.lowrank`): ``O(n m^2)`` time, ``O(m^2)`` memory
+        and numpy or ``dask.array`` inputs. Choosing ``m``: the steps differ from plain ridge
+        regression only in the directions with eigenvalues near ``lam`` (eqs. 12-16), so ``m`` must
+        reach them: a :class:`~sdlib.lowrank.LowRankWarning` says when the smallest retained
+        eigenvalue is still above ``lam``; ``lowrank_.residual_trace / lam`` (estimated
+        ``trace(K - K~)``) small means every step is close to the exact one; otherwise refit with
+        ``2 m`` and keep ``m`` once ``alpha*`` stops moving (the accuracy against ``m`` is measured
+        in ``benchmarks/bench_lowrank.py``).
+    random_state : int, RandomState or None
+        Seeds the centres (scikit-learn's convention; the uniform centres are those of
+        :class:`sklearn.kernel_approximation.Nystroem` with the same ``random_state``).
+    centres : {"uniform", "leverage"}, default="uniform"
+        Uniformly sampled centres, or sampled by approximate ridge leverage scores at ``lam``
+        (:func:`sdlib.lowrank.select_centres`; a second pass over the data).
 
     Attributes
     ----------
@@ -120,6 +155,9 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         lam: float = 1.0,
         steps: int = 1,
         alpha: float | ArrayLike = 0.0,
+        n_components: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        centres: str = "uniform",
     ) -> None:
         self.kernel = kernel
         self.gamma = gamma
@@ -129,6 +167,9 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         self.lam = lam
         self.steps = steps
         self.alpha = alpha
+        self.n_components = n_components
+        self.random_state = random_state
+        self.centres = centres
 
     # ------------------------------------------------------------------ scikit-learn plumbing
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
@@ -157,8 +198,14 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     def fit(self, X: ArrayLike, y: ArrayLike) -> KernelSelfDistillation:
         """Factorise ``K + lam I`` once and compute ``c^(steps)`` for :meth:`predict`.
 
-        The first fit is eq. (2) with ``y_1 = y_2 = y``; later steps follow eqs. (3)-(5).
+        The first fit is eq. (2) with ``y_1 = y_2 = y``; later steps follow eqs. (3)-(5). ``X`` (a
+        precomputed ``K``) and ``y`` are copied, never written to. A kernel matrix that is not
+        finite or not symmetric, and a non-finite ``gamma``, ``degree`` or ``coef0`` (or a
+        ``gamma <= 0`` for ``rbf``, ``laplacian``, ``chi2``), raise ``ValueError`` naming the value.
         """
+        check_kernel_params(self.kernel, self.gamma, self.degree, self.coef0)
+        if self.n_components is not None:
+            return lowrank.fit(self, X, y)
         check_kernel(self.kernel)
         lam = theory.check_lam(self.lam)
         if _validate_data is not None:
@@ -168,17 +215,17 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         alphas = theory.alpha_sequence(self.alpha, self.steps)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
-        self.X_fit_ = X
-        self.y_fit_ = y.reshape(y.shape[0], -1)
-        K = self._kernel(X)
+        # the model's own copy: a caller's later edit of X (a precomputed K) cannot change it
+        self.X_fit_ = np.array(X, dtype=np.float64, copy=True)
+        self.y_fit_ = np.array(y, dtype=np.float64, copy=True).reshape(y.shape[0], -1)
+        K = self._kernel(self.X_fit_)  # a new array, never X_fit_ itself (kernel_matrix copies)
+        _check_gram(K, self.kernel)
         K.flat[:: K.shape[0] + 1] += lam
         # Cholesky in place: the factor replaces K, so the fit holds one n x n array.
         try:
             # K is symmetric and C-ordered, so K.T is the same matrix in Fortran order: factorising
-            # it in place avoids LAPACK's copy.
-            L, _ = linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
-            self._cho = (np.asfortranarray(L), True)
-            self._cho_blocks = _diagonal_blocks(self._cho[0])
+            # it in place avoids LAPACK's copy (by blocks for large n: sdlib._blas, OpenBLAS's defect).
+            self._cho = (_blas.cholesky_inplace(K.T), True)
         except linalg.LinAlgError as err:
             raise ValueError(
                 f"K + lam I is not positive definite (lam={self.lam!r}); the kernel "
@@ -191,16 +238,19 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         return self
 
     def _solve(self, T: FloatArray) -> FloatArray:
-        """``(K + lam I)^-1 T`` by two triangular solves with the Cholesky factor.
+        """``(K + lam I)^-1 T`` by two triangular solves with the Cholesky factor, on one thread.
 
-        A single right-hand side goes to BLAS ``trsv`` directly: each step is bound by reading the
-        factor from memory, and LAPACK's ``potrs`` takes a slower blocked path for one column.
+        A step is bound by reading the factor from memory; on several threads its calls wait for
+        each other, and far longer when another process holds a core (``benchmarks/bench_krr.py``).
+        A single right-hand side goes to BLAS ``trsv`` directly (LAPACK's ``potrs`` takes a slower
+        blocked path for one column); several (multi-output targets) to one BLAS-3 solve each way.
         """
         L = self._cho[0]
-        if T.ndim == 1 or T.shape[1] == 1:
-            return _blocked_cho_solve(L, self._cho_blocks, T.reshape(-1)).reshape(T.shape)
-        z = linalg.solve_triangular(L, T, lower=True, check_finite=False)
-        return linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False, overwrite_b=True)
+        with _blas.one_thread():
+            if T.ndim == 1 or T.shape[1] == 1:
+                return _blas.cho_solve_vector(L, T.reshape(-1)).reshape(T.shape)
+            z = linalg.solve_triangular(L, T, lower=True, check_finite=False)
+            return linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False, overwrite_b=True)
 
     def _shape_out(self, A: FloatArray) -> FloatArray:
         # (..., n, 1) -> (..., n) for a 1-d target, as scikit-learn estimators return.
@@ -217,12 +267,13 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         C = np.empty((steps,) + y.shape)
         Y = np.empty((steps,) + y.shape)
         t = y
-        for tau in range(steps):
-            if tau:
-                a = alphas[tau - 1]
-                t = a * y + (1.0 - a) * Y[tau - 1]
-            C[tau] = self._solve(t)
-            np.subtract(t, self._lam * C[tau], out=Y[tau])
+        with _blas.one_thread():  # sequential steps bound by memory: see _solve
+            for tau in range(steps):
+                if tau:
+                    a = alphas[tau - 1]
+                    t = a * y + (1.0 - a) * Y[tau - 1]
+                C[tau] = self._solve(t)
+                np.subtract(t, self._lam * C[tau], out=Y[tau])
         return C, Y
 
     # ------------------------------------------------------------------ public API
@@ -243,6 +294,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
 
     def predict(self, X: ArrayLike) -> FloatArray:
         """``f(x, beta^(steps))`` (eq. 5) with the estimator's own ``steps`` and ``alpha``."""
+        if self.n_components is not None:
+            return lowrank.predict(self, X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._kernel(X, self.X_fit_) @ self.dual_coef_
@@ -253,6 +306,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         ``alpha`` is one weight for every step or the ``steps - 1`` weights ``alpha^(2..steps)``;
         defaults are the estimator's ``steps`` and ``alpha``.
         """
+        if self.n_components is not None:
+            return lowrank.path(self, Xq, steps, alpha)
         Xq = self._check_query(Xq)
         C, _ = self._dual_path(self._steps_alphas(steps, alpha))
         return self._shape_out(self._predict_duals(Xq, C))
@@ -265,6 +320,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
 
     def train_path(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
         """Training-set predictions ``y^(tau)`` of eq. (6), ``tau = 1..steps``: ``(steps, n[, p])``."""
+        if self.n_components is not None:
+            return lowrank.train_path(self, steps, alpha)
         check_is_fitted(self)
         _, Y = self._dual_path(self._steps_alphas(steps, alpha))
         return self._shape_out(Y)
@@ -277,6 +334,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         the theorem's ``alpha f(x, beta^(1)) + (1 - alpha) f(x, gamma^(inf))``. ``alpha = 0`` gives
         the zero function.
         """
+        if self.n_components is not None:
+            return lowrank.limit(self, Xq, alpha)
         Xq = self._check_query(Xq)
         alpha = self.alpha if alpha is None else alpha
         if np.ndim(alpha) != 0:
@@ -292,30 +351,49 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         return self._shape_out(self._kernel(Xq, self.X_fit_) @ coef)
 
     def _eigh(self) -> tuple[FloatArray, FloatArray]:
-        """Eigendecomposition of ``K`` (eigenvalues ascending, tiny negatives clipped to 0)."""
+        """Eigendecomposition of ``K`` (eigenvalues ascending, tiny negatives clipped to 0; clearly
+        negative ones, of an indefinite kernel, kept with an :class:`IndefiniteKernelWarning`)."""
+        if self.n_components is not None:
+            lowrank.unsupported("the eigenvectors of K (SpectralFilters, GCV)")
         check_is_fitted(self)
         if self._eig is None:
             K = self._kernel(self.X_fit_)
             # Divide and conquer ("evd") is the fastest LAPACK driver for the whole spectrum; K.T
             # is K in Fortran order, so LAPACK works in place.
             d, V = linalg.eigh(K.T, overwrite_a=True, check_finite=False, driver="evd")
-            self._eig = (np.clip(d, 0.0, None), V)
+            tol = _NEGATIVE_TOL * float(np.abs(d).max(initial=0.0))
+            if d.size and d[0] < -tol:
+                # clipping these would make the spectral forms (limit, B_diag, grid) disagree with
+                # the path, which solves with K itself: keep them, and say so
+                warnings.warn(
+                    f"the kernel matrix is indefinite: its smallest eigenvalue is {d[0]:.6g} (largest "
+                    f"{d[-1]:.6g}, kernel={self.kernel!r}); Section 4 assumes a positive semi-definite "
+                    "kernel, and the spectral quantities use these negative eigenvalues as they are",
+                    IndefiniteKernelWarning, stacklevel=3)
+                d = np.where(d > -tol, np.maximum(d, 0.0), d)
+            else:
+                d = np.clip(d, 0.0, None)
+            self._eig = (d, V)
         return self._eig
 
     @property
     def eigenvalues_(self) -> FloatArray:
         """Eigenvalues ``d_1 <= ... <= d_n`` of ``K`` (Section 4.2), computed on first use."""
+        if self.n_components is not None:
+            return lowrank.eigenvalues(self)
         return self._eigh()[0]
 
     def B_diag(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
         """Diagonals of ``B^(1..steps)`` (eqs. 11-12), eigenvalues ascending: ``(steps, n)``."""
+        if self.n_components is not None:
+            return lowrank.B_diag(self, steps, alpha)
         alphas = self._steps_alphas(steps, alpha)
         return theory.B_diag_path(self.eigenvalues_, self._lam, alphas)
 
     def optimal_alphas(
         self,
-        X_val: ArrayLike,
-        y_val: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         steps: int | None = None,
         clip: bool = False,
         method: str = "greedy",
@@ -333,9 +411,23 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         from the coefficients of eq. (6) by least squares (:func:`sdlib.joint.joint_optimum`); a
         global optimum. Its weights can be far outside ``[0, 1]``.
 
+        ``method="gcv"`` and ``method="gcv_joint"`` (beyond the paper: it has no criterion without
+        a hold-out set) take no validation data (``X_val = y_val = None``): the training
+        predictions of step ``tau`` are the linear smoother ``S = V B^(tau) V^T`` (eq. 10), and
+        ``alpha`` minimises generalised cross-validation ``GCV = n ||(I - S) y||^2 / (n - tr S)^2``
+        (Craven & Wahba 1979; Golub, Heath & Wahba 1979) in closed form from the
+        eigendecomposition of ``K``: ``"gcv"`` greedily, each step given the earlier weights (as
+        Algorithm 1), ``"gcv_joint"`` for the smoother after ``steps`` steps over all weights
+        jointly; ``clip=True`` minimises over ``[0, 1]``. See :mod:`sdlib.gcv`.
+
         Multi-output targets use the Frobenius norm.
         """
-        if _check_method(method) == "joint":
+        if self.n_components is not None:
+            return lowrank.optimal_alphas(self, X_val, y_val, steps, clip, method)
+        _check_val(_check_method(method), X_val, y_val)
+        if method in _GCV_METHODS:
+            return self._gcv(steps, clip, method).alphas
+        if method == "joint":
             from sdlib.joint import joint_optimum
 
             return joint_optimum(self, X_val, y_val, steps, clip=clip).alphas
@@ -345,8 +437,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     def optimal_path(
         self,
         Xq: ArrayLike,
-        X_val: ArrayLike,
-        y_val: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         steps: int | None = None,
         clip: bool = False,
         method: str = "greedy",
@@ -356,14 +448,25 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         The same as ``a = optimal_alphas(X_val, y_val, steps, clip, method)`` followed by
         ``path(Xq, steps, a)``. For ``method="greedy"`` (Algorithm 1) at half the cost: the step
         with ``alpha*`` is eq. (7), ``c^(tau) = alpha* c^(1) + (1 - alpha*) c^(tau)_{alpha=0}``, and
-        needs no solve of its own.
+        needs no solve of its own. ``method="gcv"``/``"gcv_joint"`` take no validation data.
         """
+        if self.n_components is not None:
+            return lowrank.optimal_path(self, Xq, X_val, y_val, steps, clip, method)
         Xq = self._check_query(Xq)
-        if _check_method(method) == "joint":
-            alphas = self.optimal_alphas(X_val, y_val, steps, clip=clip, method="joint")
+        _check_val(_check_method(method), X_val, y_val)
+        if method in ("joint",) + _GCV_METHODS:
+            alphas = self.optimal_alphas(X_val, y_val, steps, clip=clip, method=method)
             return alphas, self.path(Xq, steps=alphas.shape[0] + 1, alpha=alphas)
         alphas, C = self._optimal_dual_path(X_val, y_val, steps, clip)
         return alphas, self._shape_out(self._predict_duals(Xq, C))
+
+    def _gcv(self, steps: int | None, clip: bool, method: str) -> gcv.GCVResult:
+        """GCV weights from the cached eigendecomposition of ``K`` (:mod:`sdlib.gcv`)."""
+        check_is_fitted(self)
+        steps = self.steps if steps is None else steps
+        d, V = self._eigh()
+        choose = gcv.greedy_alphas if method == "gcv" else gcv.joint_alphas
+        return choose(d, V.T @ self.y_fit_, self._lam, steps, clip=clip)
 
     def _optimal_dual_path(
         self, X_val: ArrayLike, y_val: ArrayLike, steps: int | None, clip: bool
@@ -386,7 +489,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         val1 = K_val @ C[0]
         y_prev = y1
         out = np.empty(steps - 1)
-        with warnings.catch_warnings():
+        # one thread for the sequential steps (the solves and the product with K_val): see _solve
+        with warnings.catch_warnings(), _blas.one_thread():
             warnings.simplefilter("always", theory.DegenerateAlphaWarning)
             for tau in range(1, steps):
                 c0 = self._solve(y_prev)
@@ -414,6 +518,8 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         Eq. (13): ``f(x, beta^(tau)) = kappa(x, X) V (D + lam I)^-1 T^(tau) V^T y`` with the
         diagonal targets ``T^(1) = I`` and ``T^(tau) = alpha I + (1 - alpha) B^(tau-1)``.
         """
+        if self.n_components is not None:
+            return lowrank.grid(self, Xq, lams, alphas, steps)
         Xq = self._check_query(Xq)
         lams = np.atleast_1d(np.asarray(lams, dtype=float))
         alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
@@ -423,6 +529,9 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
             raise ValueError(f"alphas must be finite, got alphas={alphas.tolist()!r}")
         theory.alpha_sequence(0.0, steps)
         d, V = self._eigh()
+        if d.size and d[0] + lams.min() <= 0:   # an indefinite K: (D + lam I)^-1 must exist
+            raise ValueError(f"K + lam I is not positive definite for lams={float(lams.min())!r}: the smallest "
+                             f"eigenvalue of K is {float(d[0])!r}")
         P = self._kernel(Xq, self.X_fit_) @ V  # (m, n)
         z = V.T @ self.y_fit_  # (n, p)
         W = np.empty((lams.size, alphas.size, steps, d.size))

@@ -1266,15 +1266,41 @@ class BenchmarkFigureDirective(SphinxDirective):
             flags.append("a --quick run at small sizes")
         if data.get("dirty") or _dirty(prov):
             flags.append("made from a tree with uncommitted changes")
-        text = (f"Not a figure of the paper. Seconds against the number of training points n (top) and "
-                f"against the number of distillation steps τ (bottom), on log–log axes, with the slope of "
-                f"a least-squares line through each series. The authors' way was timed for "
+        text = ("Not a figure of the paper. Seconds against the number of training points n (top) and "
+                "against the number of distillation steps τ (bottom), on log–log axes, with the slope of "
+                "a least-squares line through each series"
+                + (f" (top: over n ≥ {data['sizes']['slope_min_n']:,})" if data["sizes"].get("slope_min_n") else "")
+                + f". The authors' way was timed for "
                 f"{data['sizes'].get('authors_timed_steps')} steps after its set-up and scaled to the "
                 f"number of steps. {rel}, {prov.get('device', 'device not recorded')}, "
                 f"{data.get('blas_threads') or 'unrecorded'} BLAS thread(s)"
                 + (f"; ⚠ {', '.join(flags)}." if flags else "."))
         fig += nodes.caption(text, text)
         return [fig]
+
+
+class BenchmarkComparisonDirective(SphinxDirective):
+    """``{sdlib-benchmark-comparison} benchmarks/results/krr.json``: the path / KernelRidge ratios,
+    idle and loaded, with the load average beside each, one row a size (the file's ``comparison``)."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        rel = self.arguments[0].strip("/")
+        path = Path(self.env.srcdir) / rel
+        self.env.note_dependency(str(path))
+        try:
+            rows = json.loads(path.read_text(encoding="utf8"))["comparison"]["rows"]
+            cells: list[list[nodes.Node | str]] = [
+                [f"{r['n']:,}", f"{r['idle']['ratio']:.2f}", f"{r['idle']['load']:.1f}",
+                 f"{r['loaded']['ratio']:.2f}", f"{r['loaded']['load']:.1f}", f"{r['idle']['vs_limit']:.2f}"]
+                for r in rows]
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            return [self.state_machine.reporter.warning(
+                f"sdlib-benchmark-comparison: {rel} has no idle/loaded comparison ({exc!r}): run make bench",
+                line=self.lineno)]
+        return [_simple_table(["n", "path / KernelRidge, idle", "load average", "path / KernelRidge, loaded",
+                               "load average", "path / limit, idle"], cells, ["sdlib-bench-comparison"])]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -1308,4 +1334,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("sdlib-citation", CitationDirective)
     app.add_role("sdlib-json", _json_role)
     app.add_directive("sdlib-benchmark-figure", BenchmarkFigureDirective)
+    app.add_directive("sdlib-benchmark-comparison", BenchmarkComparisonDirective)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True, "env_version": 2}
