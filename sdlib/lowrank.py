@@ -43,7 +43,7 @@ from scipy.linalg import blas
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib import _blas, theory
+from sdlib import _blas, gcv, joint, theory
 from sdlib.kernels import check_kernel, check_kernel_params, kernel_matrix
 
 try:  # scikit-learn >= 1.6
@@ -595,18 +595,14 @@ def optimal_alphas(model: KernelSelfDistillation, X_val: Any, y_val: Any, steps:
     (:func:`sdlib.joint.joint_optimum`, through :meth:`path` at ``X_val``), or GCV on ``K~``
     (:mod:`sdlib.gcv`, :func:`gcv_spectrum`)."""
     if _method(method, X_val, y_val).startswith("gcv"):
-        from sdlib import gcv
-
         check_is_fitted(model)
         d, z = gcv_spectrum(model.lowrank_)
         choose = gcv.greedy_alphas if method == "gcv" else gcv.joint_alphas
         return choose(d, z, model._lam, model.steps if steps is None else steps, clip=clip).alphas
     if method == "joint":
-        from sdlib.joint import joint_optimum
-
         if is_dask(X_val) or is_dask(y_val):
             X_val, y_val = np.asarray(X_val), np.asarray(y_val)
-        return joint_optimum(model, X_val, y_val, steps, clip=clip).alphas
+        return joint.joint_optimum(model, X_val, y_val, steps, clip=clip).alphas
     return _greedy(model, X_val, y_val, steps, clip)[0]
 
 

@@ -509,13 +509,14 @@ def test_theorem44_optimal_alpha_may_leave_unit_interval(rng: np.random.Generato
     assert abs(a[0] - res.x) <= 1e-6 * max(1.0, abs(res.x))
 
 
-# ---------------------------------------------------------------------------- blocked triangular solves
+# ---------------------------------------------------------------------------- blocked scans of K
 @settings(max_examples=15)
 @given(prob=problems(outputs=(None, 1)), block=st.integers(1, 7), steps=st.integers(1, 5), data=st.data())
-def test_blocked_solves_match_refits(prob: Problem, block: int, steps: int, data: st.DataObject) -> None:
-    """The engine solves single-output steps by blocked substitution (``sdlib.krr._BLOCK`` columns per
-    block, 512 by default, so the random problems above use one block). With tiny blocks the
-    multi-block path runs on the same small problems and must still match the refits."""
+def test_blocked_gram_checks_match_refits(prob: Problem, block: int, steps: int, data: st.DataObject) -> None:
+    """``fit`` checks K for symmetry and finiteness in row blocks (``sdlib.krr._BLOCK`` rows, 512 by
+    default, so the random problems above use one block). With tiny blocks the multi-block scan
+    runs on the same small problems: it must accept every symmetric K, and the path must still
+    match the refits. (The per-step solves and the blocked Cholesky: tests/test_krr_threads.py.)"""
     import sdlib.krr as krr
 
     alpha = data.draw(alpha_args(steps))
