@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# the same rule for the recorded command as bench_krr.py (a script beside this one)
+from bench_krr import _shaping
 from sklearn.metrics.pairwise import rbf_kernel
 
 from sdlib import KernelSelfDistillation, _blas
@@ -41,19 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MEMORY_BUDGET = 20e9  # bytes: "the largest n that fits in 20 GB"
 GOAL_PEAK_N2 = 1.2
-
-
-def _shaping(argv: list[str]) -> list[str]:
-    """``argv`` without the options that do not change the numbers (where to write, dirty or not)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--out":
-            skip = True
-        elif not a.startswith(("--out=", "--allow-dirty")):
-            out.append(a)
-    return out
 
 
 def _available_bytes() -> float | None:
