@@ -1,4 +1,4 @@
-"""Speed of the jointly optimal weights (sdlib.joint) against a generic optimiser over refits.
+"""Speed of the jointly optimal weights (sdlib.krr.joint) against a generic optimiser over refits.
 
     python benchmarks/bench_joint.py            # n = 2,000, T = 10 (~5-10 minutes on 2 shared cores)
     python benchmarks/bench_joint.py --quick    # n = 300: checks that the script runs
@@ -10,11 +10,11 @@ The problem: ``n`` training points in ``[-1, 1]^5``, targets ``sin(x w) + 0.3 no
 validation points, RBF kernel, a teacher with a large penalty (``lam = 1``) so that the weights
 matter, ``T`` steps. Every contender starts from the raw data (kernel matrices included):
 
-* ``ours``: ``KernelSelfDistillation.fit`` (one Cholesky factor) and ``sdlib.joint.joint_optimum``:
+* ``ours``: ``KernelSelfDistillation.fit`` (one Cholesky factor) and ``sdlib.krr.joint.joint_optimum``:
   ``T`` solves with the factor, then a least-squares problem in the ``T`` coefficients of eq. (6).
 * ``refits`` (the baseline of the goal): scipy's Levenberg-Marquardt (``least_squares(method="lm")``,
   finite-difference Jacobian, settings ``LM_OPTIONS``), a generic optimiser, over the validation residual computed by
-  refitting the ``T`` steps with :func:`sdlib.reference.dual_refits` -- each step a fresh
+  refitting the ``T`` steps with :func:`sdlib.krr.reference.dual_refits` -- each step a fresh
   ``scipy.linalg.solve(K + lam I, t, assume_a="pos")`` (a Cholesky factorisation per refit, as a
   from-scratch fit does). It works in the coefficients
   ``c`` of eq. (6) (mapped to weights by eq. J2 before refitting) from ``c = e_1`` (plain KRR):
@@ -49,7 +49,8 @@ from scipy import linalg, optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import rbf_kernel
 
-from sdlib import KernelSelfDistillation, joint, reference
+from sdlib import KernelSelfDistillation
+from sdlib.krr import joint, reference
 from sdlib.provenance import git_commit, provenance, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def coordinate_descent(X, y, X_val, y_val, cfg, max_sweeps: int) -> joint.JointR
 class Refits:
     """Validation residual after T steps, every step refitted (eqs. 3-5 in the dual), counted.
 
-    Fresh refits are :func:`sdlib.reference.dual_refits` (a dense ``scipy.linalg.solve`` per step);
+    Fresh refits are :func:`sdlib.krr.reference.dual_refits` (a dense ``scipy.linalg.solve`` per step);
     shared-factor refits solve with one Cholesky factor of ``K + lam I`` computed up front.
     """
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "dirty": dirty,
         "summary": {"refits_vs_ours": {
-            "label": f"jointly optimal weights: a generic optimiser over refits / sdlib.joint, n = {cfg['n']:,}, "
+            "label": f"jointly optimal weights: a generic optimiser over refits / sdlib.krr.joint, n = {cfg['n']:,}, "
                      f"T = {cfg['steps']}",
             "ratio": ratio, "goal": f">= {GOAL:g}", "met": bool(ratio >= GOAL and same), "same_optimum": same}},
         "config": cfg,

@@ -22,7 +22,7 @@ and then the file says ``"dirty": true`` and the book's Benchmarks page flags it
      steps x time per step), said so in the file as ``"authors_scaled": true``;
    * ``limit``: what no exact method can avoid: the kernel matrices (training, validation, query),
      one Cholesky factorisation of K + lam I (the engine's route: LAPACK ``potrf`` below
-     ``sdlib._blas.BLOCKED_FROM``), one GEMM for the predictions of every step, and ``steps`` times
+     ``sdlib.krr._blas.BLOCKED_FROM``), one GEMM for the predictions of every step, and ``steps`` times
      the per-step memory floor: one GEMV with an n x n matrix (a step reads the factor's triangle
      twice, n^2 values), the faster of one thread and all.
    Each size is measured twice: ``idle`` (the machine as it is: on a shared machine others' work
@@ -72,7 +72,8 @@ from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import rbf_kernel
 from threadpoolctl import threadpool_limits
 
-from sdlib import KernelSelfDistillation, _blas
+from sdlib import KernelSelfDistillation
+from sdlib.krr import _blas
 from sdlib.provenance import git_commit, provenance, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@
 
 Not a test: it needs ``1.25 x 8 n^2`` bytes of free memory (about 16 GB at n = 40,000) and stops
 before it starts if ``/proc/meminfo`` shows less. One process: the kernel matrix of d = 10 inputs,
-its Cholesky factor in place (by blocks at this n, ``sdlib._blas``: OpenBLAS's threaded ``potrf``
+its Cholesky factor in place (by blocks at this n, ``sdlib.krr._blas``: OpenBLAS's threaded ``potrf``
 overflows a buffer there and crashed ``fit`` at this n), then Algorithm 1 over ``--steps`` steps
 with ``--v`` validation and ``--m`` query points (``optimal_path``), timed apart.
 
@@ -37,7 +37,8 @@ import numpy as np
 from bench_krr import _shaping
 from sklearn.metrics.pairwise import rbf_kernel
 
-from sdlib import KernelSelfDistillation, _blas
+from sdlib import KernelSelfDistillation
+from sdlib.krr import _blas
 from sdlib.provenance import git_commit, provenance, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -188,7 +188,8 @@ def bench_fmnist(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ accuracy
 def bench_accuracy(cfg: dict[str, Any], steps: int = 20) -> dict[str, Any]:
-    from sdlib import KernelSelfDistillation, lowrank
+    from sdlib import KernelSelfDistillation
+    from sdlib.krr import lowrank
 
     out = []
     for n in cfg["accuracy_n"]:
@@ -231,7 +232,7 @@ def bench_dask(cfg: dict[str, Any]) -> dict[str, Any]:
     import dask.array as da
 
     from sdlib import KernelSelfDistillation
-    from sdlib.sweep import dask_client
+    from sdlib.sweeps.sweep import dask_client
 
     n, m = cfg["dask_n"], cfg["m"]
     chunk = min(n, 250_000)

@@ -52,7 +52,7 @@ from typing import Any
 import yaml
 
 from sdlib.provenance import git_commit, provenance, write_json_atomic
-from sdlib.sweep import load_grid, make_grid, plan_sweep
+from sdlib.sweeps.sweep import load_grid, make_grid, plan_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

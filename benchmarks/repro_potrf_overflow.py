@@ -15,7 +15,7 @@ crashed in ``dgemm_otcopy_HASWELL`` <- ``inner_thread`` <- ``dsyrk_thread_LN`` <
 ``dpotrf_L_parallel`` (gdb), writing at the 4 MiB-aligned end of a buffer; ``bare`` completed in
 the two runs tried (the write past the buffer lands in mapped memory or not, depending on what the
 process allocated before). Whether it crashes depends on the memory layout; that it overruns does
-not (``sdlib._blas`` explains the arithmetic). ``fit`` completes.
+not (``sdlib.krr._blas`` explains the arithmetic). ``fit`` completes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def child(route: str, n: int) -> None:
         K.flat[:: n + 1] += 1e-2
         linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
         return
-    from sdlib import KernelSelfDistillation, _blas
+    from sdlib import KernelSelfDistillation
+    from sdlib.krr import _blas
 
     if route == "fit-potrf":
         _blas.BLOCKED_FROM = n + 1  # the route before the fix: LAPACK potrf on every core

@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from sdlib import runner
+    from sdlib.chapters import runner
 
     params = runner.notebook_parameters(args.notebook)
     print(runner.parameters_json(params) if args.json else runner.format_parameters(params))
@@ -172,13 +172,13 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from sdlib.runner import parse_cli_value
+    from sdlib.chapters.runner import parse_cli_value
 
     return {name: parse_cli_value(value) for name, value in args.param}
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sdlib import runner
+    from sdlib.chapters import runner
 
     try:
         result = runner.run_notebook(
@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sdlib import sweep
+    from sdlib.sweeps import sweep
 
     grid = sweep.load_grid(args.grid)
     security = _security(args)
@@ -238,7 +238,7 @@ def _security(args: argparse.Namespace) -> Any:
     if given and args.scheduler is None:
         raise UsageError(f"--{given[0].replace('_', '-')} applies to a --scheduler; the local cluster listens on "
                          "127.0.0.1 only and needs no TLS")
-    from sdlib.sweep import make_security
+    from sdlib.sweeps.sweep import make_security
 
     return make_security(args.tls_ca_file, args.tls_cert, args.tls_key)
 
@@ -276,7 +276,7 @@ def _train(args: argparse.Namespace) -> int:
         raise RunError(f"the Section 5 task graph cannot be imported ({exc}); install the extras: "
                        "pip install -e '.[nn,dist]'") from exc
     from sdlib.provenance import prepare_outdir
-    from sdlib.sweep import dask_client, visible_gpus
+    from sdlib.sweeps.sweep import dask_client, visible_gpus
 
     security = _security(args)
     gpus = str(cfg.device).startswith("cuda")
@@ -416,7 +416,7 @@ def threading_is_main() -> bool:
 def _exit(code: int) -> NoReturn:
     """Exit; after an interrupted run whose papermill thread still hangs (a save on a slow disk, a
     kernel that does not answer), without waiting for it or for its kernel's clean-up at exit."""
-    runner = sys.modules.get("sdlib.runner")
+    runner = sys.modules.get("sdlib.chapters.runner")
     if runner is not None and runner.abandoned_executions():
         sys.stdout.flush()
         sys.stderr.flush()

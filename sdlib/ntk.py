@@ -61,7 +61,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.gaussian_process.kernels import Kernel
 
-from sdlib import theory
+from sdlib.krr import theory
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -1031,7 +1031,7 @@ def paper_penalty_kernel_path(
     minus the ridge residual of ``h_0``. ``K = Theta(X, X)``, ``Kq = Theta(Xq, X)``, ``h0 = h_0(X)``,
     ``h0q = h_0(Xq)``; targets of eqs. (3)-(5). Returns ``(train (steps, n[, p]), query (steps, m[, p]))``.
     """
-    from sdlib.krr import KernelSelfDistillation
+    from sdlib.krr.estimator import KernelSelfDistillation
 
     alphas = theory.alpha_sequence(alpha, steps)
     Y, squeeze = _targets(y)
@@ -1109,14 +1109,14 @@ def compare_with_kernels(
     """Self-distil ``model`` (a :class:`RidgeNetwork` is made of it) and the two kernel machines.
 
     The network path (:func:`network_path`, fixed ``alpha``), the path of
-    :class:`~sdlib.krr.KernelSelfDistillation` with the empirical NTK at ``theta_0`` (all outputs
+    :class:`~sdlib.krr.estimator.KernelSelfDistillation` with the empirical NTK at ``theta_0`` (all outputs
     jointly, ``outputs="full"``: the exact kernel of the linearised network) and with ``kernel`` (the
     analytic NTK, one kernel per output); with validation data, also Algorithm 1 with the network
     (``alpha-hat``) and ``alpha*`` of eq. (16) for both kernels. ``start_error`` repeats the first fit
     from the linearised minimiser instead of ``theta_0``: the difference bounds what the optimiser
     leaves undone.
     """
-    from sdlib.krr import KernelSelfDistillation
+    from sdlib.krr.estimator import KernelSelfDistillation
 
     net = RidgeNetwork(model)
     Y, _ = _targets(y)
@@ -1262,7 +1262,7 @@ def width_sweep(widths: list[int], seeds: list[int], *, depth: int = 1, sigma_b:
     """
     import time
 
-    from sdlib.examples import illustrative_example
+    from sdlib.experiments.examples import illustrative_example
 
     ex = illustrative_example(n_grid)
     kernel = ReLUNTK(depth=depth, sigma_b=sigma_b)

@@ -369,7 +369,7 @@ def _page_text(path: Path) -> str:
 
 
 def test_reproduce_page_lists_every_chapter_and_claim(built_book: Path) -> None:
-    from sdlib import claims as api
+    from sdlib.chapters import claims as api
 
     text = _page_text(built_book / "book" / "reproduce.html")
     chapters = _chapters(built_book)

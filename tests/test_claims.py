@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sdlib import claims as C
-from sdlib.claims import (
+from sdlib.chapters import claims as C
+from sdlib.chapters.claims import (
     ClaimFailed,
     Claims,
     at_least,

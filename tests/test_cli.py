@@ -68,11 +68,11 @@ class StandIn:
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     pytest.importorskip("torch")
     import sdlib.nn.graph
-    import sdlib.sweep
+    import sdlib.sweeps.sweep
 
     s = StandIn()
     monkeypatch.setattr(sdlib.nn.graph, "train", s.train)
-    monkeypatch.setattr(sdlib.sweep, "dask_client", s.dask_client)
+    monkeypatch.setattr(sdlib.sweeps.sweep, "dask_client", s.dask_client)
     return s
 
 
@@ -258,7 +258,7 @@ def test_the_errors_on_the_rerun_page_are_real(tmp_path: Path, monkeypatch: pyte
     for args, shown in examples:
         if args[0] == "train":
             pytest.importorskip("torch")
-            from sdlib.sweep import visible_gpus
+            from sdlib.sweeps.sweep import visible_gpus
 
             if visible_gpus():   # the example is of a machine without a GPU
                 continue

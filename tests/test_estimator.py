@@ -22,8 +22,9 @@ from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
-from sdlib import KernelSelfDistillation, reference
-from sdlib.kernels import KERNELS
+from sdlib import KernelSelfDistillation
+from sdlib.krr import reference
+from sdlib.krr.kernels import KERNELS
 
 FloatArray = NDArray[np.float64]
 

@@ -1,9 +1,9 @@
-"""GCV weights (:mod:`sdlib.gcv`, ``optimal_alphas(method="gcv" | "gcv_joint")``) against brute force.
+"""GCV weights (:mod:`sdlib.krr.gcv`, ``optimal_alphas(method="gcv" | "gcv_joint")``) against brute force.
 
-Oracles, none of which uses :mod:`sdlib.gcv` or an eigendecomposition of ``K``:
+Oracles, none of which uses :mod:`sdlib.krr.gcv` or an eigendecomposition of ``K``:
 
 * the smoother matrix ``S`` of any chain is built column by column from refits of problem (1) in
-  the primal on the unit vectors (:func:`sdlib.reference.solve_problem1` on an explicit feature
+  the primal on the unit vectors (:func:`sdlib.krr.reference.solve_problem1` on an explicit feature
   map), and ``GCV = n ||(I - S) y||^2 / (n - tr S)^2`` is computed from it directly
   (``inf`` where ``tr S >= n``);
 * greedy: each step's GCV, as a function of that step's weight given the earlier ones, is
@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy import optimize
 
-from sdlib import KernelSelfDistillation, gcv, reference, theory
+from sdlib import KernelSelfDistillation
+from sdlib.krr import gcv, reference, theory
 
 FloatArray = NDArray[np.float64]
 RTOL = 1e-9

@@ -1,9 +1,9 @@
-"""Jointly optimal weights (:mod:`sdlib.joint`, ``optimal_alphas(method="joint")``) against oracles.
+"""Jointly optimal weights (:mod:`sdlib.krr.joint`, ``optimal_alphas(method="joint")``) against oracles.
 
-Oracles, none of which uses :mod:`sdlib.joint`:
+Oracles, none of which uses :mod:`sdlib.krr.joint`:
 
 * the validation error of weights is always computed by refitting every step of problem (1) in the
-  primal (:func:`sdlib.reference.distill_refits`);
+  primal (:func:`sdlib.krr.reference.distill_refits`);
 * scipy's generic optimisers over those refit errors: started at our weights they find nothing
   better (the point is a minimum); a Levenberg-Marquardt fit over eq. (6)'s coefficients of the
   refitted pure-distillation predictions never beats our error (an iterative optimiser may stop
@@ -33,7 +33,8 @@ from numpy.typing import NDArray
 from scipy import optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from sdlib import KernelSelfDistillation, joint, reference, theory
+from sdlib import KernelSelfDistillation
+from sdlib.krr import joint, reference, theory
 
 FloatArray = NDArray[np.float64]
 RTOL = 1e-6
@@ -360,7 +361,7 @@ def test_coordinate_descent_stalls_above_the_joint_optimum() -> None:
     """Section 4.5, T = 4: from greedy, coordinate descent meets a stopping rule of 1e-6 relative
     change per sweep while its error is still > 2% above the joint optimum, with alpha^(4) creeping
     towards 1 (why the joint optimum is computed from eq. (6)'s coefficients instead)."""
-    from sdlib.examples import illustrative_example
+    from sdlib.experiments.examples import illustrative_example
 
     ex = illustrative_example()
     m = KernelSelfDistillation(gamma=ex.gamma, lam=ex.lam).fit(ex.X, ex.y)

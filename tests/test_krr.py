@@ -1,6 +1,6 @@
 """The closed forms of :class:`sdlib.KernelSelfDistillation` against independent oracles.
 
-The oracle is :func:`sdlib.reference.distill_refits`: every step of self-distillation refitted by
+The oracle is :func:`sdlib.krr.reference.distill_refits`: every step of self-distillation refitted by
 solving problem (1) in the primal (explicit feature map, LU solve of the normal equations), sharing
 no code with the engine. Further independent routes: powers of ``K (K + lam I)^-1`` built here with
 :func:`numpy.linalg.solve` (eq. 6), an eigendecomposition computed here (eqs. 10 and 13),
@@ -30,7 +30,8 @@ from scipy import optimize
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import pairwise_kernels
 
-from sdlib import KernelSelfDistillation, reference, theory
+from sdlib import KernelSelfDistillation
+from sdlib.krr import reference, theory
 
 FloatArray = NDArray[np.float64]
 RTOL = 1e-9
@@ -62,7 +63,7 @@ class Problem:
         return reference.distill_refits(self.X, self.y, Xq, self.lam, list(alphas), self.ref_kernel, **self.ref_kw)
 
     def gram(self, A: FloatArray, B: FloatArray | None = None) -> FloatArray:
-        """The kernel matrix from scikit-learn directly (not through sdlib.kernels)."""
+        """The kernel matrix from scikit-learn directly (not through sdlib.krr.kernels)."""
         kw = dict(self.est_kw)
         kernel = kw.pop("kernel")
         if callable(kernel):
@@ -513,11 +514,11 @@ def test_theorem44_optimal_alpha_may_leave_unit_interval(rng: np.random.Generato
 @settings(max_examples=15)
 @given(prob=problems(outputs=(None, 1)), block=st.integers(1, 7), steps=st.integers(1, 5), data=st.data())
 def test_blocked_gram_checks_match_refits(prob: Problem, block: int, steps: int, data: st.DataObject) -> None:
-    """``fit`` checks K for symmetry and finiteness in row blocks (``sdlib.krr._BLOCK`` rows, 512 by
+    """``fit`` checks K for symmetry and finiteness in row blocks (``sdlib.krr.estimator._BLOCK`` rows, 512 by
     default, so the random problems above use one block). With tiny blocks the multi-block scan
     runs on the same small problems: it must accept every symmetric K, and the path must still
     match the refits. (The per-step solves and the blocked Cholesky: tests/test_krr_threads.py.)"""
-    import sdlib.krr as krr
+    import sdlib.krr.estimator as krr
 
     alpha = data.draw(alpha_args(steps))
     F_ref, Y_ref = prob.refits(theory.alpha_sequence(alpha, steps))

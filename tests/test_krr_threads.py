@@ -1,4 +1,4 @@
-"""The engine's linear algebra (:mod:`sdlib._blas`): the blocked Cholesky and the thread counts.
+"""The engine's linear algebra (:mod:`sdlib.krr._blas`): the blocked Cholesky and the thread counts.
 
 Oracles: the factor's backward error ``L L^T - A`` (which no wrong factor passes), scipy's
 ``cho_factor`` for the index of a failing minor, and eq. (5) solved here step by step with a dense
@@ -23,7 +23,8 @@ from scipy import linalg
 from sklearn.metrics.pairwise import rbf_kernel
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from sdlib import KernelSelfDistillation, _blas
+from sdlib import KernelSelfDistillation
+from sdlib.krr import _blas
 
 EPS = np.finfo(float).eps
 

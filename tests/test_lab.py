@@ -12,7 +12,7 @@ server's REST API the test
    its ``parameters`` cell;
 3. starts a kernel for it (a session, as the browser does), executes that cell through the
    kernel's websocket, and reads back every parameter's value and the kernel's working folder:
-   the defaults of the cell (as :mod:`sdlib.runner` reads them) and ``notebooks/``, where the book
+   the defaults of the cell (as :mod:`sdlib.chapters.runner` reads them) and ``notebooks/``, where the book
    runs every chapter; ``sdlib`` imports in that kernel.
 
 Without the lab extra the test is skipped with a message, except under CI (``CI=true``).
@@ -169,7 +169,7 @@ async def _execute(lab: Lab, kernel_id: str, codes: list[str]) -> list[dict[str,
 
 @pytest.mark.parametrize("chapter", CHAPTERS[:1], ids=lambda p: p.stem)
 def test_chapter_opens_as_a_notebook_and_runs(lab: Lab, chapter: Path) -> None:
-    from sdlib.runner import notebook_parameters
+    from sdlib.chapters.runner import notebook_parameters
 
     rel = chapter.relative_to(ROOT).as_posix()
     model = lab.request("GET", f"/api/contents/{rel}?type=notebook&content=1")

@@ -1,4 +1,4 @@
-"""The low-rank (Nyström) route of KernelSelfDistillation (``n_components=m``, :mod:`sdlib.lowrank`).
+"""The low-rank (Nyström) route of KernelSelfDistillation (``n_components=m``, :mod:`sdlib.krr.lowrank`).
 
 Oracles, none of them the code under test:
 
@@ -22,12 +22,13 @@ from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import Ridge
 from sklearn.metrics.pairwise import rbf_kernel
 
-from sdlib import KernelSelfDistillation, lowrank
+from sdlib import KernelSelfDistillation
+from sdlib.krr import lowrank
 
 FloatArray = NDArray[np.float64]
 
 # most fits here are deliberately coarse (few centres); the warning itself is tested below
-pytestmark = pytest.mark.filterwarnings("ignore::sdlib.lowrank.LowRankWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::sdlib.krr.lowrank.LowRankWarning")
 
 KW = dict(gamma=0.5, lam=0.1, steps=5, alpha=0.3)
 

@@ -1,6 +1,6 @@
 """The low-rank route on ``dask.array`` inputs: the same numbers as in memory, on two kinds of cluster.
 
-* a ``LocalCluster`` of two worker processes (:func:`sdlib.sweep.dask_client`, the sweeps' default,
+* a ``LocalCluster`` of two worker processes (:func:`sdlib.sweeps.sweep.dask_client`, the sweeps' default,
   listening on 127.0.0.1);
 * a ``dask scheduler`` and a ``dask worker`` started here as processes on 127.0.0.1 with free
   ports, and stopped at the end.
@@ -26,7 +26,7 @@ from sdlib import KernelSelfDistillation
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-pytestmark = pytest.mark.filterwarnings("ignore::sdlib.lowrank.LowRankWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::sdlib.krr.lowrank.LowRankWarning")
 
 KW = dict(gamma=0.5, lam=0.05, steps=4, alpha=0.4)
 TOL = 1e-10
@@ -76,7 +76,7 @@ def _check_same_numbers(client, centres: str, p: int) -> None:
 
 @pytest.fixture(scope="module")
 def local_client() -> Iterator[object]:
-    from sdlib.sweep import dask_client
+    from sdlib.sweeps.sweep import dask_client
 
     with dask_client(workers=2) as client:
         yield client

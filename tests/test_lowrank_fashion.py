@@ -1,4 +1,4 @@
-"""The kernel twin of Section 5 (sdlib.kernel_scale) on small files in Fashion-MNIST's format.
+"""The kernel twin of Section 5 (sdlib.experiments.kernel_scale) on small files in Fashion-MNIST's format.
 
 Oracles: eq. (16) evaluated directly on the validation predictions of explicit paths
 (``theory.alpha_star``), and accuracies recomputed from the predictions; the records are read by
@@ -17,11 +17,12 @@ import pytest
 
 pytest.importorskip("torchvision")
 
-from sdlib import KernelSelfDistillation, theory  # noqa: E402
-from sdlib import kernel_scale as ks  # noqa: E402
+from sdlib import KernelSelfDistillation
+from sdlib.experiments import kernel_scale as ks  # noqa: E402
+from sdlib.krr import theory  # noqa: E402
 from sdlib.nn import results as R  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::sdlib.lowrank.LowRankWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::sdlib.krr.lowrank.LowRankWarning")
 
 
 def _idx(path: Path, arr: np.ndarray) -> None:

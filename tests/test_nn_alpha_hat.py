@@ -1,5 +1,5 @@
 """alpha-hat (Section 5): the chain machinery on kernel ridge regression, where eq. (16) is exact,
-against sdlib.krr's Algorithm 1; and the networks' alpha-hat recomputed from the saved outputs."""
+against sdlib.krr.estimator's Algorithm 1; and the networks' alpha-hat recomputed from the saved outputs."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ pytest.importorskip("papermill")
 
 def test_smoke_config_end_to_end(tmp_path: Path) -> None:
     if not (ROOT / "sdlib" / "runner.py").exists():
-        pytest.skip("sdlib.runner does not exist yet")
+        pytest.skip("sdlib.chapters.runner does not exist yet")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     out = tmp_path / "run"
     proc = subprocess.run(

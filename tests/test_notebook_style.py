@@ -80,7 +80,7 @@ def test_bookkeeping_is_removed_from_the_page(md: Path) -> None:
 
 @pytest.mark.parametrize("md", SOURCES, ids=IDS)
 def test_claims_mode_is_a_parameter(md: Path) -> None:
-    from sdlib.runner import notebook_parameters
+    from sdlib.chapters.runner import notebook_parameters
 
     params = notebook_parameters(md)
     assert "claims_mode" in params and params["claims_mode"].default == "assert", md.name

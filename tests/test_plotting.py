@@ -1,4 +1,4 @@
-"""The figure functions of sdlib.plotting draw what they are given, label it, and refuse bad shapes.
+"""The figure functions of sdlib.chapters.plotting draw what they are given, label it, and refuse bad shapes.
 
 The figures are checked by what a reader needs without the code: one panel per case, one line per
 step, labelled axes, a legend, the limit drawn when given; and by clear errors for arrays of the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdlib import plotting
+from sdlib.chapters import plotting
 
 matplotlib = pytest.importorskip("matplotlib")  # the book extra; sdlib itself does not need it
 matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""The real-data protocol (:mod:`sdlib.realdata`) against independent computations.
+"""The real-data protocol (:mod:`sdlib.experiments.realdata`) against independent computations.
 
 * the GCV and CV penalties are the minimisers of the criteria computed from explicit hat matrices
   and explicit fold refits (scikit-learn's ``KernelRidge``);
@@ -16,7 +16,7 @@ from scipy import stats
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import rbf_kernel
 
-from sdlib import realdata
+from sdlib.experiments import realdata
 
 
 def test_gcv_and_cv_penalties_are_the_minimisers_of_explicit_criteria() -> None:

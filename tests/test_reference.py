@@ -1,4 +1,4 @@
-"""The oracle itself: :mod:`sdlib.reference` against scikit-learn and scipy.
+"""The oracle itself: :mod:`sdlib.krr.reference` against scikit-learn and scipy.
 
 The engine's tests lean on ``reference.distill_refits``; these tests make sure the oracle solves the
 right problem: its feature maps reproduce scikit-learn's kernels, ``solve_problem1`` is the minimiser
@@ -21,7 +21,7 @@ from scipy import optimize
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import pairwise_kernels
 
-from sdlib import reference
+from sdlib.krr import reference
 
 FloatArray = NDArray[np.float64]
 
@@ -285,7 +285,7 @@ def test_B_diag_refits_is_the_recursion_of_eq12(kernel: str, params: dict, alpha
                                                 rng: np.random.Generator) -> None:
     """diag B^(tau) read off refits of the eigenvectors equals the recursion (12) on the spectrum
     (theory.B_diag_path, which never refits), and the eigenvalues are those of scikit-learn's Gram."""
-    from sdlib import theory
+    from sdlib.krr import theory
 
     X = rng.uniform(-1, 1, (10, 2))
     d, B = reference.B_diag_refits(X, 0.3, alphas, kernel, **params)

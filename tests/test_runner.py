@@ -1,4 +1,4 @@
-"""``python -m sdlib run`` / :mod:`sdlib.runner` on tiny notebooks written into tmp_path.
+"""``python -m sdlib run`` / :mod:`sdlib.chapters.runner` on tiny notebooks written into tmp_path.
 
 What is checked: the parameters cell is parsed with its types and its declared constraints (the
 grammar of the trailing comments, each form against values inside and outside it, intervals
@@ -31,8 +31,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdlib import runner
 from sdlib.__main__ import main
+from sdlib.chapters import runner
 
 HEADER = """---
 jupytext:
@@ -68,7 +68,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
-from sdlib.claims import Claims, at_least, at_most
+from sdlib.chapters.claims import Claims, at_least, at_most
 
 here = Path("data.txt").read_text().strip()   # relative to the notebook's folder
 claims = Claims("tiny", chapter="Tiny", mode=claims_mode)

@@ -1,7 +1,7 @@
-"""Spectral filters (:mod:`sdlib.spectral`) against independent routes.
+"""Spectral filters (:mod:`sdlib.krr.spectral`) against independent routes.
 
 * A filter's predictions against refits of problem (1) in the primal (self-distillation,
-  :func:`sdlib.reference.distill_refits`) and against scikit-learn's
+  :func:`sdlib.krr.reference.distill_refits`) and against scikit-learn's
   :class:`~sklearn.kernel_ridge.KernelRidge` (plain kernel ridge regression at any ``lam``).
 * The oracle filter against a least-squares problem built here from numpy's eigendecomposition of
   scikit-learn's kernel matrix and solved by :func:`scipy.linalg.lstsq` (another LAPACK driver),
@@ -26,8 +26,9 @@ from scipy import linalg
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import pairwise_kernels
 
-from sdlib import KernelSelfDistillation, joint, reference
-from sdlib.spectral import SpectralFilters
+from sdlib import KernelSelfDistillation
+from sdlib.krr import joint, reference
+from sdlib.krr.spectral import SpectralFilters
 
 FloatArray = NDArray[np.float64]
 TOL = 1e-8

@@ -1,4 +1,4 @@
-"""``python -m sdlib sweep`` / :mod:`sdlib.sweep` on a tiny notebook written into tmp_path.
+"""``python -m sdlib sweep`` / :mod:`sdlib.sweeps.sweep` on a tiny notebook written into tmp_path.
 
 What is checked: a GRID.yaml gives the Cartesian product of its lists or its explicit points, with
 readable point ids, and is refused (one line, exit 2, nothing run) when malformed or when a point's
@@ -27,9 +27,10 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from sdlib import runner, sweep  # noqa: E402
 from sdlib.__main__ import main  # noqa: E402
+from sdlib.chapters import runner
 from sdlib.errors import UsageError  # noqa: E402
+from sdlib.sweeps import sweep  # noqa: E402
 
 HEADER = """---
 jupytext:
@@ -66,7 +67,7 @@ from pathlib import Path
 
 from myst_nb import glue
 
-from sdlib.claims import Claims, at_most
+from sdlib.chapters.claims import Claims, at_most
 
 if marker:
     Path(marker).write_text("started")

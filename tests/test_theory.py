@@ -1,4 +1,4 @@
-"""The formulas of :mod:`sdlib.theory` (Section 4) against independent computations.
+"""The formulas of :mod:`sdlib.krr.theory` (Section 4) against independent computations.
 
 Routes used here, none of which calls the function under test:
 
@@ -6,7 +6,7 @@ Routes used here, none of which calls the function under test:
   expanded as a polynomial in ``M = K (K + lam I)^-1`` with :class:`numpy.polynomial.Polynomial`;
 * Lemma 4.2: the diagonal of ``B^(tau)`` three ways (the sum of eq. 11, the recursion of eq. 12,
   the engine's ``B_diag``) and a fourth, brute-force one: refit problem (1) on the ``n`` unit
-  targets ``e_i`` (:func:`sdlib.reference.distill_refits` with ``y = I_n``), which gives the matrix of
+  targets ``e_i`` (:func:`sdlib.krr.reference.distill_refits` with ``y = I_n``), which gives the matrix of
   ``y -> y^(tau)``, and read ``B^(tau) = V^T (that matrix) V`` (eq. 10);
 * Theorem 4.3 (eqs. 14 and 15) against ratios and signs observed on ``B^(tau)``;
 * Theorem 4.4 (eq. 16) against a least-squares solve; Theorem 4.5 against iterating eq. (12).
@@ -22,7 +22,8 @@ from numpy.polynomial import Polynomial
 from numpy.typing import NDArray
 from sklearn.metrics.pairwise import pairwise_kernels
 
-from sdlib import KernelSelfDistillation, reference, theory
+from sdlib import KernelSelfDistillation
+from sdlib.krr import reference, theory
 
 FloatArray = NDArray[np.float64]
 

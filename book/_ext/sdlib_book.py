@@ -9,10 +9,10 @@ r"""Sphinx helpers for the companion book (loaded through ``sphinx.local_extensi
 2. ``{sdlib-claims-summary}``: a directive whose content lists notebooks (one path a line, relative
    to the book's root); it becomes a table with, per chapter, the number of claims checked, how
    many of each kind (paper, external, stand-in, sensitivity, observation) have each verdict, read from the
-   chapters' glued ledgers (the glue keys are defined in :mod:`sdlib.claims`). Nothing in it is
+   chapters' glued ledgers (the glue keys are defined in :mod:`sdlib.chapters.claims`). Nothing in it is
    typed by hand; only the ``paper`` columns can say that the paper does not reproduce.
 3. ``{sdlib-notebook-parameters}``: for each notebook listed in its content, a table of the
-   parameters of its ``parameters`` cell (name, type, default), read with :mod:`sdlib.runner` when
+   parameters of its ``parameters`` cell (name, type, default), read with :mod:`sdlib.chapters.runner` when
    the page is read; the page is re-read whenever one of the notebooks changes.
 4. A fix for sphinx-thebe 0.3 under Jupyter Book 1.0: its inline script ``const THEBE_JS_URL = ...``
    is added to every page twice, and the second copy raises "Identifier 'THEBE_JS_URL' has already
@@ -217,7 +217,7 @@ class FillClaimsSummary(SphinxPostTransform):
     default_priority = 6
 
     def apply(self, **kwargs: Any) -> None:
-        from sdlib import claims as claims_api
+        from sdlib.chapters import claims as claims_api
 
         app = self.app
         for node in list(self.document.findall(claims_summary)):
@@ -301,7 +301,7 @@ class NotebookParametersDirective(SphinxDirective):
     has_content = True
 
     def run(self) -> list[nodes.Node]:
-        from sdlib.runner import NotebookError, notebook_parameters
+        from sdlib.chapters.runner import NotebookError, notebook_parameters
 
         out: list[nodes.Node] = []
         srcdir = Path(self.env.srcdir)
@@ -667,7 +667,7 @@ def _executed_notebook(app: Sphinx, docname: str) -> Path | None:
 
 
 def _parameter_names(path: str | Path) -> set[str]:
-    from sdlib.runner import NotebookError, notebook_parameters
+    from sdlib.chapters.runner import NotebookError, notebook_parameters
 
     try:
         return set(notebook_parameters(path))
@@ -677,7 +677,7 @@ def _parameter_names(path: str | Path) -> set[str]:
 
 def _wants_gpu(app: Sphinx, docname: str) -> bool:
     """A chapter whose parameters cell has a ``device`` defaulting to CUDA (Section 5)."""
-    from sdlib.runner import NotebookError, notebook_parameters
+    from sdlib.chapters.runner import NotebookError, notebook_parameters
 
     try:
         params = notebook_parameters(app.env.doc2path(docname))
@@ -954,7 +954,7 @@ class FillReproduce(SphinxPostTransform):
         import yaml
         from myst_nb.sphinx_ import NbMetadataCollector
 
-        from sdlib import claims as claims_api
+        from sdlib.chapters import claims as claims_api
 
         app, env = self.app, self.env
         src = Path(env.srcdir)

@@ -9,7 +9,7 @@ Per seed ``s``:
   step-(tau-1) model as the teacher;
 * alpha-hat chain: step tau first trains the ``alpha = 0`` student of the chain's current teacher,
   whose validation probabilities are ``Y~^(tau)_{alpha=0}``, sets
-  ``alpha_hat = sdlib.theory.alpha_star(Y~, Y~^(1), Y~^(tau)_{alpha=0})`` (eq. 16, Frobenius norm,
+  ``alpha_hat = sdlib.krr.theory.alpha_star(Y~, Y~^(1), Y~^(tau)_{alpha=0})`` (eq. 16, Frobenius norm,
   ``Y~`` the one-hot validation labels), then trains the step's model with ``alpha_hat``:
   ``2(tau - 1) + 1`` fits in all, against ``g(tau - 1) + 1`` for a grid of ``g`` fixed alphas.
 
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from sdlib import theory
+from sdlib.krr import theory
 from sdlib.nn.config import ExperimentConfig
 from sdlib.nn.graph import InterruptedRun, fit_seed
 from sdlib.nn.results import RESULTS_KIND
@@ -37,7 +37,7 @@ M = TypeVar("M")
 
 
 def estimate_alpha_hat(y_val: np.ndarray, y1_val: np.ndarray, y0_val: np.ndarray, *, clip: bool = False) -> float:
-    """alpha-hat of Section 5: eq. (16) with the Frobenius norm (:func:`sdlib.theory.alpha_star`) on the
+    """alpha-hat of Section 5: eq. (16) with the Frobenius norm (:func:`sdlib.krr.theory.alpha_star`) on the
     validation set: ``y_val`` one-hot labels, ``y1_val`` the first model's and ``y0_val`` the alpha = 0
     student's softmax outputs (scored in fp32); clipped to [0, 1] if ``clip``."""
     a = theory.alpha_star(y_val, y1_val, y0_val)

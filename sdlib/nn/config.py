@@ -164,7 +164,7 @@ class ExperimentConfig:
 
 def load_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
     """Read a YAML parameter file (``configs/*.yaml``), apply ``overrides``, validate."""
-    from sdlib.runner import read_yaml  # the one YAML reader: one-line errors (missing, not UTF-8, not YAML)
+    from sdlib.chapters.runner import read_yaml  # the one YAML reader: one-line errors (missing, not UTF-8, not YAML)
 
     d = read_yaml(path, what="config file", hint="give a YAML file such as configs/smoke_cpu.yaml") or {}
     if not isinstance(d, dict):

@@ -352,7 +352,7 @@ def train(
     provenance); returns its content.
 
     ``client``: a ``distributed.Client`` (one task per fit, submitted with its dependencies; e.g.
-    ``sdlib.sweep.dask_client``), or None to run the same tasks here, in order. The checkpoints
+    ``sdlib.sweeps.sweep.dask_client``), or None to run the same tasks here, in order. The checkpoints
     (default ``outdir/checkpoints``) must be on a path every worker can read and write. ``threads``:
     intra-op threads of every task (None: leave torch's setting). ``data``: a preloaded
     :class:`~sdlib.nn.data.DataBundle` for a serial run (tests). ``stop_after_fits`` (serial):

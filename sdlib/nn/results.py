@@ -8,7 +8,7 @@ estimated on), and it is scored with alpha-hat's chain on the *test* split, whic
 seen; per seed the difference (alpha-hat minus best fixed) is paired (same seed, same first model,
 same test images), and its mean gets a Student-t confidence interval with n - 1 degrees of freedom
 (:func:`t_interval`): at ``level`` (95 %) for the tests of a difference, and at ``2 level - 1``
-(90 %) for the equivalence test (two one-sided tests at 5 %, :func:`sdlib.claims.ci_within`). The
+(90 %) for the equivalence test (two one-sided tests at 5 %, :func:`sdlib.chapters.claims.ci_within`). The
 paired t-test and the Wilcoxon signed-rank test of a zero difference are reported beside them.
 """
 

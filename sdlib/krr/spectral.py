@@ -7,7 +7,7 @@ model of Theorem 4.1 are ``y^(tau) = V diag(h) V^T y`` with ``h`` the diagonal o
 
 * Kernel ridge regression with penalty ``lam'`` has ``h = d / (d + lam')`` (eq. 9).
 * ``tau`` steps with weights ``alpha^(2..tau)`` at penalty ``lam`` have ``h = sum_k c_k a^k`` with
-  ``a = d / (d + lam)`` and the coefficients ``c`` of eq. (6) (:func:`sdlib.joint.coefficients`):
+  ``a = d / (d + lam)`` and the coefficients ``c`` of eq. (6) (:func:`sdlib.krr.joint.coefficients`):
   a polynomial ``p(a)`` of degree ``tau`` with ``p(0) = 0`` and ``p(1) = 1``.
 * Any vector ``h`` defines a predictor of the same form. The *oracle filter* minimises the error
   on given data over every ``h`` (a linear least-squares problem); no choice of ``alpha``, of
@@ -27,10 +27,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib import theory
+from sdlib.krr import theory
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sdlib.krr import KernelSelfDistillation
+    from sdlib.krr.estimator import KernelSelfDistillation
 
 __all__ = ["FilterData", "SpectralFilters", "compare_weights"]
 
@@ -38,7 +38,7 @@ FloatArray = NDArray[np.float64]
 
 
 class SpectralFilters:
-    """The filters of a fitted :class:`~sdlib.krr.KernelSelfDistillation` in the eigenbasis of ``K``.
+    """The filters of a fitted :class:`~sdlib.krr.estimator.KernelSelfDistillation` in the eigenbasis of ``K``.
 
     Uses the model's (cached) eigendecomposition of ``K``; ``lam`` is the model's penalty. Filters
     are vectors ``h`` of length ``n``, one entry per eigenvalue (ascending); :meth:`at` gives the
@@ -197,13 +197,13 @@ def compare_weights(
 ) -> list[dict[str, Any]]:
     """Three ways to choose the weights, for each number of steps ``T`` in ``steps``.
 
-    ``"greedy"``: Algorithm 1 (eq. 16); ``"joint"``: the joint optimum (:mod:`sdlib.joint`); ``"grid"``:
+    ``"greedy"``: Algorithm 1 (eq. 16); ``"joint"``: the joint optimum (:mod:`sdlib.krr.joint`); ``"grid"``:
     the fixed ``alpha`` in ``grid`` with the least error on ``data[select]`` (the validation data,
     which must hold the targets ``y_val`` at ``X_val``). One record per ``(T, choice)`` with the
     weights, the filter (:meth:`SpectralFilters.distillation`) and its mean squared error on each
     data set of ``data`` (keys ``"mse_<name>"``).
     """
-    from sdlib.joint import joint_optimum
+    from sdlib.krr.joint import joint_optimum
 
     if select not in data:
         raise ValueError(f"select={select!r} must name one of the data sets {sorted(data)}")

@@ -9,7 +9,7 @@ Notation follows Borup & Andersen (2021), Section 4:
 * ``eta(i, tau) = prod_{j=i}^{tau} (1 - alpha^(j))`` (the extraction of the paper misprints the
   index of the product; see the book's *Conventions* page), with the empty product equal to one.
 
-Every function here is a direct transcription of one equation; the engine (:mod:`sdlib.krr`) uses
+Every function here is a direct transcription of one equation; the engine (:mod:`sdlib.krr.estimator`) uses
 the recursion (eq. 12) and these functions are the yardstick the notebooks check it against.
 """
 

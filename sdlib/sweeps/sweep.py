@@ -439,7 +439,7 @@ def make_grid(spec: Mapping[str, Any], *, source: str = "the grid") -> Grid:
 
 def load_grid(path: str | Path) -> Grid:
     """Read a GRID.yaml file (see :func:`make_grid` for its keys)."""
-    from sdlib.runner import read_yaml
+    from sdlib.chapters.runner import read_yaml
 
     spec = read_yaml(path, what="grid file",
                      hint="give a YAML file with 'grid:' or 'points:', e.g. configs/sweep_theorem45.yaml")
@@ -569,7 +569,7 @@ def _row(point: Point, record: Mapping[str, Any], doc: Mapping[str, Any] | None)
     params = dict(record.get("parameters", point.parameters))
     row.update({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()})
     if doc:
-        from sdlib import claims as claims_api
+        from sdlib.chapters import claims as claims_api
 
         skip = {claims_api.ledger_key(p) for p in claims_api.glue_prefixes(doc.get("results", {}))}
         for key, value in (doc.get("results") or {}).items():
@@ -693,9 +693,9 @@ def plan_sweep(notebook: str | Path, grid: Grid | str | Path, *, parameters: Map
     A point's parameters are the grid's fixed ``parameters:``, then ``config`` (a YAML file), then
     ``parameters`` (``-p``), then the point's own values; a parameter both varied by the grid and set
     by ``config``/``parameters`` is an error, and so is any value the notebook refuses (unknown name,
-    wrong type, outside its declared constraint: :func:`sdlib.runner.validate_parameters`). Nothing runs.
+    wrong type, outside its declared constraint: :func:`sdlib.chapters.runner.validate_parameters`). Nothing runs.
     """
-    from sdlib import runner
+    from sdlib.chapters import runner
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     params = runner.notebook_parameters(notebook)
@@ -731,7 +731,7 @@ def run_sweep(
     """Run ``notebook`` at every point of ``grid`` on Dask and write OUTDIR's summary.
 
     Every point's parameters are completed and validated before anything runs (:func:`plan_sweep`:
-    :class:`sdlib.runner.ParameterError` for a value the notebook refuses). Each point runs through
+    :class:`sdlib.chapters.runner.ParameterError` for a value the notebook refuses). Each point runs through
     :func:`run_point` as a Dask task (on ``client``, or a :func:`dask_client` of
     ``workers``/``scheduler``) into ``OUTDIR/<point-id>/``.
     Points whose ``results.json`` says ``"ok"`` with the same parameters are skipped (``force``

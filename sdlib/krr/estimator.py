@@ -23,8 +23,8 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib import _blas, gcv, lowrank, theory
-from sdlib.kernels import KernelSpec, check_kernel, check_kernel_params, kernel_matrix
+from sdlib.krr import _blas, gcv, lowrank, theory
+from sdlib.krr.kernels import KernelSpec, check_kernel, check_kernel_params, kernel_matrix
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -73,7 +73,7 @@ def _check_gram(K: FloatArray, kernel: Any) -> None:
 
 
 #: Ways to choose the weights ``alpha^(2..steps)`` (``optimal_alphas``): from validation data
-#: (``"greedy"``, ``"joint"``) or from the training data alone by GCV (:mod:`sdlib.gcv`).
+#: (``"greedy"``, ``"joint"``) or from the training data alone by GCV (:mod:`sdlib.krr.gcv`).
 METHODS = ("greedy", "joint", "gcv", "gcv_joint")
 _GCV_METHODS = ("gcv", "gcv_joint")
 
@@ -120,10 +120,10 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         step, or ``steps - 1`` values. Any real number is allowed (Theorem 4.4).
     n_components : int, optional
         ``None`` (default): the exact engine on ``K``. An integer ``m``: every method on the
-        Nyström kernel of ``m`` centres (:mod:`sdlib.lowrank`): ``O(n m^2)`` time, ``O(m^2)`` memory
+        Nyström kernel of ``m`` centres (:mod:`sdlib.krr.lowrank`): ``O(n m^2)`` time, ``O(m^2)`` memory
         and numpy or ``dask.array`` inputs. Choosing ``m``: the steps differ from plain ridge
         regression only in the directions with eigenvalues near ``lam`` (eqs. 12-16), so ``m`` must
-        reach them: a :class:`~sdlib.lowrank.LowRankWarning` says when the smallest retained
+        reach them: a :class:`~sdlib.krr.lowrank.LowRankWarning` says when the smallest retained
         eigenvalue is still above ``lam``; ``lowrank_.residual_trace / lam`` (estimated
         ``trace(K - K~)``) small means every step is close to the exact one; otherwise refit with
         ``2 m`` and keep ``m`` once ``alpha*`` stops moving (the accuracy against ``m`` is measured
@@ -133,7 +133,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         :class:`sklearn.kernel_approximation.Nystroem` with the same ``random_state``).
     centres : {"uniform", "leverage"}, default="uniform"
         Uniformly sampled centres, or sampled by approximate ridge leverage scores at ``lam``
-        (:func:`sdlib.lowrank.select_centres`; a second pass over the data).
+        (:func:`sdlib.krr.lowrank.select_centres`; a second pass over the data).
 
     Attributes
     ----------
@@ -224,7 +224,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         # Cholesky in place: the factor replaces K, so the fit holds one n x n array.
         try:
             # K is symmetric and C-ordered, so K.T is the same matrix in Fortran order: factorising
-            # it in place avoids LAPACK's copy (by blocks for large n: sdlib._blas, OpenBLAS's defect).
+            # it in place avoids LAPACK's copy (by blocks for large n: sdlib.krr._blas, OpenBLAS's defect).
             self._cho = (_blas.cholesky_inplace(K.T), True)
         except linalg.LinAlgError as err:
             raise ValueError(
@@ -404,11 +404,11 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         minimises the validation error of step ``tau`` given the earlier ``alpha*``. With
         ``clip=True`` each is clipped to ``[0, 1]`` before the next step uses it (footnotes 9 and
         11). A zero denominator in eq. (16) gives ``alpha* = 1`` with a warning (see
-        :func:`sdlib.theory.alpha_star`).
+        :func:`sdlib.krr.theory.alpha_star`).
 
         ``method="joint"`` (beyond the paper): the weights that minimise the validation error after
         ``steps`` steps jointly, over all reals (``clip=False``) or over ``[0, 1]`` (``clip=True``),
-        from the coefficients of eq. (6) by least squares (:func:`sdlib.joint.joint_optimum`); a
+        from the coefficients of eq. (6) by least squares (:func:`sdlib.krr.joint.joint_optimum`); a
         global optimum. Its weights can be far outside ``[0, 1]``.
 
         ``method="gcv"`` and ``method="gcv_joint"`` (beyond the paper: it has no criterion without
@@ -418,7 +418,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         (Craven & Wahba 1979; Golub, Heath & Wahba 1979) in closed form from the
         eigendecomposition of ``K``: ``"gcv"`` greedily, each step given the earlier weights (as
         Algorithm 1), ``"gcv_joint"`` for the smoother after ``steps`` steps over all weights
-        jointly; ``clip=True`` minimises over ``[0, 1]``. See :mod:`sdlib.gcv`.
+        jointly; ``clip=True`` minimises over ``[0, 1]``. See :mod:`sdlib.krr.gcv`.
 
         Multi-output targets use the Frobenius norm.
         """
@@ -428,7 +428,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         if method in _GCV_METHODS:
             return self._gcv(steps, clip, method).alphas
         if method == "joint":
-            from sdlib.joint import joint_optimum
+            from sdlib.krr.joint import joint_optimum
 
             return joint_optimum(self, X_val, y_val, steps, clip=clip).alphas
         alphas, _ = self._optimal_dual_path(X_val, y_val, steps, clip)
@@ -461,7 +461,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         return alphas, self._shape_out(self._predict_duals(Xq, C))
 
     def _gcv(self, steps: int | None, clip: bool, method: str) -> gcv.GCVResult:
-        """GCV weights from the cached eigendecomposition of ``K`` (:mod:`sdlib.gcv`)."""
+        """GCV weights from the cached eigendecomposition of ``K`` (:mod:`sdlib.krr.gcv`)."""
         check_is_fitted(self)
         steps = self.steps if steps is None else steps
         d, V = self._eigh()

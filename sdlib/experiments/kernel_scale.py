@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sdlib.krr import KernelSelfDistillation
+from sdlib.krr.estimator import KernelSelfDistillation
 from sdlib.provenance import provenance, write_json_atomic
 
 __all__ = ["load_fashion", "median_gamma", "study", "run_study"]
@@ -141,10 +141,10 @@ def run_study(out: str | Path, *, n_train: int | None = 4000, n_val: int = 1000,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sdlib.kernel_scale OUT.json [--n-train N] [--m M|--exact] [--seeds ...]``."""
+    """``python -m sdlib.experiments.kernel_scale OUT.json [--n-train N] [--m M|--exact] [--seeds ...]``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m sdlib.kernel_scale", description=run_study.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m sdlib.experiments.kernel_scale", description=run_study.__doc__)
     ap.add_argument("out", type=Path, help="result file (JSON), written through a temporary name")
     ap.add_argument("--n-train", type=int, default=4000, help="training images (0: all the split leaves)")
     ap.add_argument("--n-val", type=int, default=1000)

@@ -5,7 +5,7 @@ Algorithm 1 applies it greedily; the paper notes that this is "not necessarily" 
 steps. This module finds the joint optimum exactly.
 
 The key is eq. (6). With ``M = K (K + lam I)^-1`` the training predictions of step ``T`` are
-``y^(T) = sum_{k=1..T} c_k M^k y`` with the coefficients of :func:`sdlib.theory.path_coefficients`
+``y^(T) = sum_{k=1..T} c_k M^k y`` with the coefficients of :func:`sdlib.krr.theory.path_coefficients`
 
     c_T = eta(2, T),    c_k = alpha^(T-k+1) eta(T-k+2, T)    (k = 1..T-1),
 
@@ -47,10 +47,10 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array
 
-from sdlib import theory
+from sdlib.krr import theory
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sdlib.krr import KernelSelfDistillation
+    from sdlib.krr.estimator import KernelSelfDistillation
 
 __all__ = [
     "JointResult",

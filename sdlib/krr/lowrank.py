@@ -24,7 +24,7 @@ Nothing of size ``n x m`` is ever formed: one pass over the data accumulates ``C
 a reduction over chunks on the workers of the current ``distributed`` client. Predictions at any
 inputs (the training inputs included, :func:`train_path`) are blocked the same way.
 
-The functions here work on arrays; :class:`sdlib.krr.KernelSelfDistillation` with
+The functions here work on arrays; :class:`sdlib.krr.estimator.KernelSelfDistillation` with
 ``n_components=m`` calls them (this module never imports the estimator).
 """
 
@@ -43,8 +43,8 @@ from scipy.linalg import blas
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib import _blas, gcv, joint, theory
-from sdlib.kernels import check_kernel, check_kernel_params, kernel_matrix
+from sdlib.krr import _blas, gcv, joint, theory
+from sdlib.krr.kernels import check_kernel, check_kernel_params, kernel_matrix
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return est._validate_data(*args, **kw)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sdlib.krr import KernelSelfDistillation
+    from sdlib.krr.estimator import KernelSelfDistillation
 
 __all__ = [
     "CENTRES",
@@ -373,8 +373,8 @@ def greedy_alphas(fit: NystromFit, Q: FloatArray, R: FloatArray, yy: float, lam:
     A prediction with coefficients ``g`` is ``P diag(g) z``; with ``D = diag(g0 - g1) z`` and
     ``V = diag(g1) z``, eq. (16) is ``alpha* = 1 - <P D, y_val - P V> / ||P D||^2`` with
     ``<P D, y_val> = sum(D * R)`` and ``<P D, P V> = sum(D * Q V)``. A zero denominator gives
-    ``alpha* = 1`` with a :class:`~sdlib.theory.DegenerateAlphaWarning`, as in
-    :func:`sdlib.theory.alpha_star`.
+    ``alpha* = 1`` with a :class:`~sdlib.krr.theory.DegenerateAlphaWarning`, as in
+    :func:`sdlib.krr.theory.alpha_star`.
     """
     s2, z = fit.s2, fit.z
     inv = 1.0 / (s2 + lam)
@@ -429,7 +429,7 @@ def _kern_of(model: KernelSelfDistillation) -> Kern:
 
 
 def fit(model: KernelSelfDistillation, X: Any, y: Any) -> KernelSelfDistillation:
-    """:meth:`~sdlib.krr.KernelSelfDistillation.fit` with ``n_components``: :func:`nystrom_fit`."""
+    """:meth:`~sdlib.krr.estimator.KernelSelfDistillation.fit` with ``n_components``: :func:`nystrom_fit`."""
     check_kernel(model.kernel)
     if model.kernel == "precomputed":
         raise ValueError("n_components needs the kernel of the inputs; kernel='precomputed' has no "
@@ -574,7 +574,7 @@ def _method(method: Any, X_val: Any, y_val: Any) -> str:
 
 
 def gcv_spectrum(fit: NystromFit) -> tuple[FloatArray, FloatArray]:
-    """``(d, z)`` of ``K~`` for :mod:`sdlib.gcv`: its ``n`` eigenvalues (``n - r`` zeros, then ``s^2``)
+    """``(d, z)`` of ``K~`` for :mod:`sdlib.krr.gcv`: its ``n`` eigenvalues (``n - r`` zeros, then ``s^2``)
     and the targets' coordinates, the ``n - r`` directions of eigenvalue 0 lumped into one (GCV
     needs only ``sum_j z_kj^2`` per direction, and their filters are all 0)."""
     live = fit.s2 > 0
@@ -592,8 +592,8 @@ def gcv_spectrum(fit: NystromFit) -> tuple[FloatArray, FloatArray]:
 def optimal_alphas(model: KernelSelfDistillation, X_val: Any, y_val: Any, steps: int | None = None,
                    clip: bool = False, method: str = "greedy") -> FloatArray:
     """Greedy ``alpha*`` (Algorithm 1, eq. 16) from ``r x r`` validation sums, the joint optimum
-    (:func:`sdlib.joint.joint_optimum`, through :meth:`path` at ``X_val``), or GCV on ``K~``
-    (:mod:`sdlib.gcv`, :func:`gcv_spectrum`)."""
+    (:func:`sdlib.krr.joint.joint_optimum`, through :meth:`path` at ``X_val``), or GCV on ``K~``
+    (:mod:`sdlib.krr.gcv`, :func:`gcv_spectrum`)."""
     if _method(method, X_val, y_val).startswith("gcv"):
         check_is_fitted(model)
         d, z = gcv_spectrum(model.lowrank_)
@@ -618,7 +618,7 @@ def optimal_path(model: KernelSelfDistillation, Xq: Any, X_val: Any, y_val: Any,
 
 
 def grid(model: KernelSelfDistillation, Xq: Any, lams: ArrayLike, alphas: ArrayLike, steps: int) -> Any:
-    """:meth:`~sdlib.krr.KernelSelfDistillation.grid` on the Nyström kernel (``K~`` does not depend on
+    """:meth:`~sdlib.krr.estimator.KernelSelfDistillation.grid` on the Nyström kernel (``K~`` does not depend on
     ``lam``): ``(len(lams), len(alphas), steps, q[, p])``."""
     Xq = _query(model, Xq)
     lams = np.atleast_1d(np.asarray(lams, dtype=float))

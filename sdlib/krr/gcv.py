@@ -33,16 +33,16 @@ a zero denominator. With ``clip=True`` the weight is the minimiser over ``[0, 1]
 
 **Jointly after T steps** (:func:`joint_alphas`). The filter after ``T`` steps is
 ``h = sum_j c_j a^j`` with the coefficients ``c`` of eq. (6), which sum to one
-(:func:`sdlib.joint.coefficients`). With ``e = c / (n - tr S)`` (so ``sum e = 1 / (n - tr S)``),
+(:func:`sdlib.krr.joint.coefficients`). With ``e = c / (n - tr S)`` (so ``sum e = 1 / (n - tr S)``),
 (G1) becomes a homogeneous least-squares problem with one linear constraint,
 
     GCV = n || sqrt(omega) * sum_j e_j (1 - a^j) ||^2,    sum_j g_j e_j = 1,   g_j = n - sum_k a_k^j,
 
 and with ``f_j = g_j e_j`` (``g_j > 0``) it is a least-squares problem over the affine plane
 ``sum f = 1`` (all real weights) or over the probability simplex (weights in ``[0, 1]``, which are
-exactly the ``c >= 0``: :mod:`sdlib.joint`). Both are solved exactly
-(:func:`sdlib.joint.simplex_lstsq` for the simplex) and mapped back, ``c = e / sum e``, and to the
-weights by :func:`sdlib.joint.alphas_from_coefficients`. Over all reals the minimiser can have
+exactly the ``c >= 0``: :mod:`sdlib.krr.joint`). Both are solved exactly
+(:func:`sdlib.krr.joint.simplex_lstsq` for the simplex) and mapped back, ``c = e / sum e``, and to the
+weights by :func:`sdlib.krr.joint.alphas_from_coefficients`. Over all reals the minimiser can have
 ``sum e <= 0``, i.e. ``tr S >= n``: then (the problem being convex in ``e`` on ``sum e > 0``) GCV has
 no minimiser where ``tr S < n``, only an infimum at infinite weights; a :class:`GCVWarning` says so
 and the greedy weights are returned. Over ``[0, 1]`` a minimiser always exists.
@@ -53,8 +53,8 @@ exact leave-one-out residual of kernel ridge regression (step 1); for ``T >= 2``
 of the smoother with ``S`` held fixed, not of refitting the whole chain without point ``i``.
 
 Every function works on arrays (eigenvalues ``d``, projections ``z = V^T y``, ``lam``, weights);
-:class:`sdlib.krr.KernelSelfDistillation` calls them with its own eigendecomposition
-(``optimal_alphas(method="gcv")``). Eigenvalues are clipped at 0 as in :func:`sdlib.theory.A_diag`.
+:class:`sdlib.krr.estimator.KernelSelfDistillation` calls them with its own eigendecomposition
+(``optimal_alphas(method="gcv")``). Eigenvalues are clipped at 0 as in :func:`sdlib.krr.theory.A_diag`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from sdlib import joint, theory
+from sdlib.krr import joint, theory
 
 __all__ = [
     "GCVResult",
@@ -216,8 +216,8 @@ def joint_alphas(
     """``alpha^(2..steps)`` that minimise the GCV (G1) of the smoother after ``steps`` steps jointly.
 
     Over all real weights (``clip=False``) or weights in ``[0, 1]`` (``clip=True``), exactly, by the
-    homogeneous least-squares form of the module docstring and the solvers of :mod:`sdlib.joint`.
-    The weights can be far outside ``[0, 1]`` (as for the validation error, :mod:`sdlib.joint`).
+    homogeneous least-squares form of the module docstring and the solvers of :mod:`sdlib.krr.joint`.
+    The weights can be far outside ``[0, 1]`` (as for the validation error, :mod:`sdlib.krr.joint`).
     """
     d, omega = _omega(d, z)
     lam = theory.check_lam(lam)

@@ -30,10 +30,10 @@ Modes (:data:`MODES`): in ``"assert"`` mode (the paper's parameters, the default
 verdict differs from ``expect`` raises :class:`ClaimFailed` after printing its line, so that the
 book cannot state an outcome that the computation no longer gives; in ``"report"`` mode (a chapter
 rerun with other parameters) every verdict is printed and recorded, and nothing raises. Every
-chapter has a ``claims_mode`` parameter; :mod:`sdlib.runner` sets it to ``"report"`` when other
+chapter has a ``claims_mode`` parameter; :mod:`sdlib.chapters.runner` sets it to ``"report"`` when other
 parameters change.
 
-Glue protocol (one place, imported by :mod:`sdlib.runner` and the book's extension): per claim the
+Glue protocol (one place, imported by :mod:`sdlib.chapters.runner` and the book's extension): per claim the
 measured value is glued as :func:`value_key` and its verdict as :func:`status_key`; the chapter's
 ledger as JSON under :func:`ledger_key` and its HTML table under :func:`table_key`.
 

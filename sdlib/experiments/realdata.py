@@ -9,11 +9,11 @@ time, so that a chapter can run many splits and pair them:
    here has no intercept). The test set is used for scoring and by the oracles only.
 2. Methods that use ``D`` alone: kernel ridge regression (KRR) with ``lam`` by GCV and by
    ``folds``-fold cross-validation (both over the grid ``lams``); self-distillation (``steps``
-   steps) from the GCV-tuned teacher with weights by GCV (:mod:`sdlib.gcv`, greedy and joint).
+   steps) from the GCV-tuned teacher with weights by GCV (:mod:`sdlib.krr.gcv`, greedy and joint).
 3. Methods that need a hold-out set split ``D`` once more into ``D'`` (``1 - val_frac``) and a
    validation set ``V``: the model is fitted on ``D'`` only (fewer points), its teacher's ``lam``
    chosen by GCV on ``D'``; Algorithm 1's ``alpha*`` (eq. 16) and the jointly optimal weights
-   (:mod:`sdlib.joint`) on ``V``. Plain KRR on ``D'`` is the reference for the cost of the smaller
+   (:mod:`sdlib.krr.joint`) on ``V``. Plain KRR on ``D'`` is the reference for the cost of the smaller
    training set.
 4. Oracles (they use the test targets; bounds, not methods): KRR with the test-best ``lam`` on the
    grid, and the test-optimal joint weights for the GCV-tuned teacher.
@@ -37,8 +37,8 @@ from scipy import linalg, stats
 from sklearn import datasets
 from sklearn.metrics.pairwise import rbf_kernel
 
-from sdlib import _blas, gcv, theory
-from sdlib.krr import KernelSelfDistillation
+from sdlib.krr import _blas, gcv, theory
+from sdlib.krr.estimator import KernelSelfDistillation
 
 __all__ = ["DATASETS", "Dataset", "krr_lams_cv", "krr_lams_gcv", "load", "paired_summary", "run_split",
            "split_scores"]
@@ -110,7 +110,7 @@ def _spectral(K: FloatArray, Y: FloatArray) -> tuple[FloatArray, FloatArray, Flo
 
 
 def krr_lams_gcv(K: FloatArray, Y: FloatArray, lams: FloatArray) -> float:
-    """The ``lam`` of the grid with the least GCV of kernel ridge regression (:func:`sdlib.gcv.krr_gcv`)."""
+    """The ``lam`` of the grid with the least GCV of kernel ridge regression (:func:`sdlib.krr.gcv.krr_gcv`)."""
     d, _, z = _spectral(K, Y)
     return float(lams[int(np.argmin(gcv.krr_gcv(d, z, lams)))])
 

@@ -1,6 +1,6 @@
 """Brute-force oracles: self-distillation refitted step by step, each step solving problem (1).
 
-Nothing here shares code with :mod:`sdlib.krr`. Each step minimises the objective (1)
+Nothing here shares code with :mod:`sdlib.krr.estimator`. Each step minimises the objective (1)
 
     alpha/2 ||Phi beta - y_1||^2 + (1 - alpha)/2 ||Phi beta - y_2||^2 + lam/2 ||beta||^2
 
@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import linalg, optimize
 
-from sdlib.kernels import kernel_matrix
+from sdlib.krr.kernels import kernel_matrix
 
 __all__ = [
     "FitCounter",
@@ -212,7 +212,7 @@ def algorithm1_refits(
     Each step fits the ``alpha = 0`` student, takes eq. (16) of its validation predictions, and
     refits with ``alpha*``: ``2(tau - 1) + 1`` calls of ``fit`` in all.
     """
-    from sdlib.theory import alpha_star  # the formula under test: eq. (16) itself
+    from sdlib.krr.theory import alpha_star  # the formula under test: eq. (16) itself
 
     fit = FitCounter() if fit is None else fit
     y = np.asarray(y, float)

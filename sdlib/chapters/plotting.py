@@ -1,7 +1,7 @@
 """The paper's Figures 2, 3 and 4 (Section 4.5), one function each, in one style.
 
-Each function takes arrays that the caller has already computed (with :mod:`sdlib.krr` or
-:mod:`sdlib.reference`) and returns a :class:`matplotlib.figure.Figure`; nothing here fits a model.
+Each function takes arrays that the caller has already computed (with :mod:`sdlib.krr.estimator` or
+:mod:`sdlib.krr.reference`) and returns a :class:`matplotlib.figure.Figure`; nothing here fits a model.
 matplotlib is imported inside the functions, so ``import sdlib`` works without it.
 
 * :func:`figure2` -- the fits ``f(x, beta^(tau))`` of ``tau = 1..steps`` steps, the training points

@@ -10,7 +10,7 @@ names, and never checks types), executes it with papermill and writes into OUTDI
 - ``results.json``: ``{"notebook", "status", "parameters", "results", "claims", "figures",
   "provenance"}``; ``status`` is ``"ok"``, ``"failed"`` or ``"interrupted"``, ``results`` holds every
   value the notebook glued (myst-nb ``glue``), decoded to numbers and strings where possible,
-  ``claims`` every record of the chapter's claims ledger (:class:`sdlib.claims.Claims`: kind,
+  ``claims`` every record of the chapter's claims ledger (:class:`sdlib.chapters.claims.Claims`: kind,
   verdict, measured value, criterion), ``provenance`` the block of :func:`sdlib.provenance.provenance`.
 
 Claims are asserted only at the paper's parameters: when any other parameter differs from its
@@ -74,7 +74,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdlib import claims as claims_api
+from sdlib.chapters import claims as claims_api
 from sdlib.errors import UsageError
 from sdlib.provenance import folder_lock, prepare_outdir, provenance, write_bytes_atomic, write_json_atomic
 

@@ -1,0 +1,1 @@
+"""Parameter sweeps over chapters and the Dask cluster they (and the Section 5 fits) run on."""
