@@ -10,6 +10,11 @@ Cholesky factor of ``K + lam I`` and nothing else of size ``n^2``. Predictions a
 one matrix product ``kappa(Xq, X) [c^(1) ... c^(tau)]`` at the end. Spectral quantities
 (``B^(tau)``, many ``lam`` at once) use the eigendecomposition of ``K``, computed on demand and
 cached, with ``(D + lam I)^-1`` forms only.
+
+Longer than 500 lines because it is one class, scikit-learn's estimator: every public method
+validates its arguments, then dispatches to the exact engine here or to the Nyström one
+(:mod:`sdlib.krr.lowrank_methods`); the numerics live in :mod:`sdlib.krr.theory`,
+:mod:`sdlib.krr.joint`, :mod:`sdlib.krr.gcv` and :mod:`sdlib.krr._blas`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib.krr import _blas, gcv, lowrank, theory
+from sdlib.krr import _blas, gcv, joint, lowrank_methods, theory
 from sdlib.krr.kernels import KernelSpec, check_kernel, check_kernel_params, kernel_matrix
 
 try:  # scikit-learn >= 1.6
@@ -205,7 +210,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         """
         check_kernel_params(self.kernel, self.gamma, self.degree, self.coef0)
         if self.n_components is not None:
-            return lowrank.fit(self, X, y)
+            return lowrank_methods.fit(self, X, y)
         check_kernel(self.kernel)
         lam = theory.check_lam(self.lam)
         if _validate_data is not None:
@@ -295,7 +300,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     def predict(self, X: ArrayLike) -> FloatArray:
         """``f(x, beta^(steps))`` (eq. 5) with the estimator's own ``steps`` and ``alpha``."""
         if self.n_components is not None:
-            return lowrank.predict(self, X)
+            return lowrank_methods.predict(self, X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._kernel(X, self.X_fit_) @ self.dual_coef_
@@ -307,7 +312,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         defaults are the estimator's ``steps`` and ``alpha``.
         """
         if self.n_components is not None:
-            return lowrank.path(self, Xq, steps, alpha)
+            return lowrank_methods.path(self, Xq, steps, alpha)
         Xq = self._check_query(Xq)
         C, _ = self._dual_path(self._steps_alphas(steps, alpha))
         return self._shape_out(self._predict_duals(Xq, C))
@@ -321,7 +326,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     def train_path(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
         """Training-set predictions ``y^(tau)`` of eq. (6), ``tau = 1..steps``: ``(steps, n[, p])``."""
         if self.n_components is not None:
-            return lowrank.train_path(self, steps, alpha)
+            return lowrank_methods.train_path(self, steps, alpha)
         check_is_fitted(self)
         _, Y = self._dual_path(self._steps_alphas(steps, alpha))
         return self._shape_out(Y)
@@ -335,7 +340,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         the zero function.
         """
         if self.n_components is not None:
-            return lowrank.limit(self, Xq, alpha)
+            return lowrank_methods.limit(self, Xq, alpha)
         Xq = self._check_query(Xq)
         alpha = self.alpha if alpha is None else alpha
         if np.ndim(alpha) != 0:
@@ -354,7 +359,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         """Eigendecomposition of ``K`` (eigenvalues ascending, tiny negatives clipped to 0; clearly
         negative ones, of an indefinite kernel, kept with an :class:`IndefiniteKernelWarning`)."""
         if self.n_components is not None:
-            lowrank.unsupported("the eigenvectors of K (SpectralFilters, GCV)")
+            lowrank_methods.unsupported("the eigenvectors of K (SpectralFilters, GCV)")
         check_is_fitted(self)
         if self._eig is None:
             K = self._kernel(self.X_fit_)
@@ -380,13 +385,13 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
     def eigenvalues_(self) -> FloatArray:
         """Eigenvalues ``d_1 <= ... <= d_n`` of ``K`` (Section 4.2), computed on first use."""
         if self.n_components is not None:
-            return lowrank.eigenvalues(self)
+            return lowrank_methods.eigenvalues(self)
         return self._eigh()[0]
 
     def B_diag(self, steps: int | None = None, alpha: Any = None) -> FloatArray:
         """Diagonals of ``B^(1..steps)`` (eqs. 11-12), eigenvalues ascending: ``(steps, n)``."""
         if self.n_components is not None:
-            return lowrank.B_diag(self, steps, alpha)
+            return lowrank_methods.B_diag(self, steps, alpha)
         alphas = self._steps_alphas(steps, alpha)
         return theory.B_diag_path(self.eigenvalues_, self._lam, alphas)
 
@@ -423,14 +428,12 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         Multi-output targets use the Frobenius norm.
         """
         if self.n_components is not None:
-            return lowrank.optimal_alphas(self, X_val, y_val, steps, clip, method)
+            return lowrank_methods.optimal_alphas(self, X_val, y_val, steps, clip, method)
         _check_val(_check_method(method), X_val, y_val)
         if method in _GCV_METHODS:
             return self._gcv(steps, clip, method).alphas
         if method == "joint":
-            from sdlib.krr.joint import joint_optimum
-
-            return joint_optimum(self, X_val, y_val, steps, clip=clip).alphas
+            return joint.joint_optimum(self, X_val, y_val, steps, clip=clip).alphas
         alphas, _ = self._optimal_dual_path(X_val, y_val, steps, clip)
         return alphas
 
@@ -451,7 +454,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         needs no solve of its own. ``method="gcv"``/``"gcv_joint"`` take no validation data.
         """
         if self.n_components is not None:
-            return lowrank.optimal_path(self, Xq, X_val, y_val, steps, clip, method)
+            return lowrank_methods.optimal_path(self, Xq, X_val, y_val, steps, clip, method)
         Xq = self._check_query(Xq)
         _check_val(_check_method(method), X_val, y_val)
         if method in ("joint",) + _GCV_METHODS:
@@ -519,7 +522,7 @@ class KernelSelfDistillation(RegressorMixin, BaseEstimator):
         diagonal targets ``T^(1) = I`` and ``T^(tau) = alpha I + (1 - alpha) B^(tau-1)``.
         """
         if self.n_components is not None:
-            return lowrank.grid(self, Xq, lams, alphas, steps)
+            return lowrank_methods.grid(self, Xq, lams, alphas, steps)
         Xq = self._check_query(Xq)
         lams = np.atleast_1d(np.asarray(lams, dtype=float))
         alphas = np.atleast_1d(np.asarray(alphas, dtype=float))

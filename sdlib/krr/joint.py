@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -48,9 +48,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array
 
 from sdlib.krr import theory
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sdlib.krr.estimator import KernelSelfDistillation
 
 __all__ = [
     "JointResult",
@@ -65,6 +62,16 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+
+class FittedChain(Protocol):
+    """A fitted self-distillation model as these functions use it (the estimator is one): its
+    number of steps and its path at given inputs. A structural type, so that this module, which
+    the estimator imports, never imports the estimator."""
+
+    steps: int
+
+    def path(self, Xq: Any, steps: int | None = ..., alpha: Any = ...) -> FloatArray: ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ def validation_error(G: ArrayLike, y_val: ArrayLike, c: ArrayLike) -> float:
 
 
 def chain_predictions(
-    model: KernelSelfDistillation, X: ArrayLike, steps: int
+    model: FittedChain, X: ArrayLike, steps: int
 ) -> FloatArray:
     """``G[j] = g_j(X)``, ``j = 0..steps-1``: the fitted model's pure-distillation path (every
     ``alpha = 0``) at ``X``, shape ``(steps, m[, p])``; ``G[0]`` is the first fit."""
@@ -313,7 +320,7 @@ def coordinate_descent(
 
 
 def joint_optimum(
-    model: KernelSelfDistillation,
+    model: FittedChain,
     X_val: ArrayLike,
     y_val: ArrayLike,
     steps: int | None = None,

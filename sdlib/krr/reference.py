@@ -16,6 +16,10 @@ exact map on the finite set of points involved (training and query points togeth
 ``kappa`` on that set exactly (to rounding).
 
 Used by the tests and notebooks, never by the engine. Slow on purpose: clarity over speed.
+
+Longer than 500 lines because it is one idea, the independent oracle: the feature maps, the primal
+refits and the numerical minimisers share their checks, and kept together they stay visibly apart
+from the engine they check.
 """
 
 from __future__ import annotations

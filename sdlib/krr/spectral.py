@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sdlib.krr import theory
+from sdlib.krr import joint, theory
 
 if TYPE_CHECKING:  # pragma: no cover
     from sdlib.krr.estimator import KernelSelfDistillation
@@ -203,8 +203,6 @@ def compare_weights(
     weights, the filter (:meth:`SpectralFilters.distillation`) and its mean squared error on each
     data set of ``data`` (keys ``"mse_<name>"``).
     """
-    from sdlib.krr.joint import joint_optimum
-
     if select not in data:
         raise ValueError(f"select={select!r} must name one of the data sets {sorted(data)}")
     S = SpectralFilters(model)
@@ -212,7 +210,7 @@ def compare_weights(
     for T in steps:
         choices = {
             "greedy": model.optimal_alphas(X_val, y_val, steps=T),
-            "joint": joint_optimum(model, X_val, y_val, T).alphas,
+            "joint": joint.joint_optimum(model, X_val, y_val, T).alphas,
             "grid": np.full(T - 1, S.best_fixed_alpha(grid, T, data[select])[0]),
         }
         for name, alphas in choices.items():
