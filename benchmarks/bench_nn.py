@@ -10,15 +10,15 @@ throughput does not depend on the pixel values), in images per second of *studen
 * ``baseline``: fp32, batch 16, a torch DataLoader over the images in CPU memory with the authors'
   per-image transforms on the CPU (PIL RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
   Normalize), batches copied to the device, teacher forward in fp32.
-* ``ours``: the library's own training step, :func:`sdlib.nn.train.train_step` (the step
-  :func:`sdlib.nn.train.fit` repeats), on batches from :func:`sdlib.nn.train.batches` (uint8 images
+* ``ours``: the library's own training step, :func:`sdlib.nn.fitting.train_step` (the step
+  :func:`sdlib.nn.fitting.fit` repeats), on batches from :func:`sdlib.nn.fitting.batches` (uint8 images
   resident on the device, batched augmentation and normalisation there), with the model built by
-  :func:`sdlib.nn.train.new_model` (channels_last on CUDA) and :func:`configure_precision` (no TF32);
+  :func:`sdlib.nn.fitting.new_model` (channels_last on CUDA) and :func:`configure_precision` (no TF32);
   bf16 autocast on CUDA, fp32 on CPU.
 * ``ours_compiled`` (CUDA only): ``ours`` with the student in ``torch.compile`` (what ``compile:
-  true`` does in :func:`sdlib.nn.train.fit`).
+  true`` does in :func:`sdlib.nn.fitting.fit`).
 * ``ours_together`` (small_cnn only): the 11 fits of one step as one vmapped stack, the library's
-  :meth:`sdlib.nn.train.StackedFits.step`, each model on batches of 16; images/s counts every
+  :meth:`sdlib.nn.fitting.StackedFits.step`, each model on batches of 16; images/s counts every
   model's images.
 
 The JSON file is rewritten (atomically) after every measurement, with ``"complete": false`` until
@@ -46,10 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 from sdlib.nn.config import ExperimentConfig  # noqa: E402
 from sdlib.nn.data import SPECS, DataBundle, Split  # noqa: E402
+from sdlib.nn.fitting import StackedFits, batches, configure_precision, new_model, resolve_device, train_step  # noqa: E402
 from sdlib.nn.models import build_model  # noqa: E402
 from sdlib.nn.objective import distill_loss, l2_penalty  # noqa: E402
 from sdlib.nn.results import paper_fits  # noqa: E402
-from sdlib.nn.train import StackedFits, batches, configure_precision, new_model, resolve_device, train_step  # noqa: E402
 from sdlib.provenance import git_commit, provenance, write_json_atomic  # noqa: E402
 
 # the paper's Figure 5: 4 seeds x (grid of 10 alphas over 5 steps + alpha-hat's 2 fits per step
@@ -130,7 +130,7 @@ def _bundle(data: Split, dev: torch.device) -> DataBundle:
 
 
 def _endless(bundle: DataBundle, cfg: ExperimentConfig, dev: torch.device):  # type: ignore[no-untyped-def]
-    """The library's training batches (:func:`sdlib.nn.train.batches`), epoch after epoch."""
+    """The library's training batches (:func:`sdlib.nn.fitting.batches`), epoch after epoch."""
     gen = torch.Generator(device=dev).manual_seed(0)
     while True:
         yield from batches(bundle, cfg, gen, dev)
@@ -138,7 +138,7 @@ def _endless(bundle: DataBundle, cfg: ExperimentConfig, dev: torch.device):  # t
 
 def bench_ours(arch: str, data: Split, dev: torch.device, batch: int, iters: int, warmup: int,
                compiled: bool = False) -> float:
-    """Images/s of :func:`sdlib.nn.train.train_step` as :func:`sdlib.nn.train.fit` calls it."""
+    """Images/s of :func:`sdlib.nn.fitting.train_step` as :func:`sdlib.nn.fitting.fit` calls it."""
     cfg = ExperimentConfig(arch=arch, batch_size=batch, device=str(dev), amp="bf16", compile=compiled)
     bundle = _bundle(data, dev)
     configure_precision(dev)
@@ -156,7 +156,7 @@ def bench_ours(arch: str, data: Split, dev: torch.device, batch: int, iters: int
 
 
 def bench_together(arch: str, data: Split, dev: torch.device, k: int, iters: int, warmup: int) -> float:
-    """Images/s (all k models) of :class:`sdlib.nn.train.StackedFits` (k fits as one vmapped stack)."""
+    """Images/s (all k models) of :class:`sdlib.nn.fitting.StackedFits` (k fits as one vmapped stack)."""
     cfg = ExperimentConfig(arch=arch, batch_size=16, device=str(dev), amp="bf16")
     bundle = _bundle(data, dev)
     configure_precision(dev)

@@ -1,6 +1,7 @@
 """Provenance of every result file: parameters, seed, package versions, device, git commit, time.
 
-Also :func:`write_json_atomic`, so that no result file is ever left half-written.
+Also :func:`write_json_atomic`, so that no result file is ever left half-written, and
+:func:`read_yaml`, the one reader of the YAML files a user gives (configs, grids).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sdlib.errors import UsageError
 
 __all__ = [
     "git_commit", "package_versions", "device_description", "provenance", "file_mode", "write_bytes_atomic",
-    "write_json_atomic", "prepare_outdir", "folder_lock", "LOCK_NAME",
+    "write_json_atomic", "prepare_outdir", "folder_lock", "LOCK_NAME", "read_yaml",
 ]
 
 PACKAGES = (
@@ -120,6 +121,36 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
     return write_bytes_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode("utf8"))
+
+
+def read_yaml(
+    path: str | Path, *, what: str, hint: str | None = None, error: type[UsageError] = UsageError
+) -> dict[str, Any]:
+    """The mapping held by the YAML file ``path`` (an empty file is ``{}``).
+
+    Anything else is a one-line ``error`` (a :class:`~sdlib.errors.UsageError`) naming the ``what``
+    file (e.g. ``"config file"``) and its path: missing (then ``hint``, what to give instead, follows),
+    unreadable, not UTF-8, not valid YAML, or not a mapping ``name: value``.
+    """
+    import yaml  # only the commands that read a file pay for importing PyYAML
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} does not exist" + (f"; {hint}" if hint else ""))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+                    "UTF-8") from None
+    except OSError as exc:
+        raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{what} {str(path)!r} must hold a mapping 'name: value', found {type(data).__name__}")
+    return data
 
 
 def prepare_outdir(path: str | Path, *, option: str = "-o/--outdir", what: str = "output folder") -> Path:

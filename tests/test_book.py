@@ -16,6 +16,8 @@
    paragraph, list item, heading or caption is wider than the screen (tables, code and outputs
    scroll in their own box); no figure lets the dark page show through (every pixel opaque, or a
    light background behind it), and figures keep their aspect ratio.
+   The claims tables (every chapter's, and the report's) show every statement whole, without an
+   index column, and every ✗ of a paper claim links to its section of the errata.
 4. Every chapter is also a notebook: ``NAME.ipynb`` next to ``NAME.html``, executed (the build's
    outputs), its first cell the Colab set-up cell, its code that of ``NAME.md``; the page's
    download button points at it. While ``repository.url`` in _config.yml is the placeholder, no
@@ -304,7 +306,7 @@ def _repository() -> tuple[str, dict]:
 def _is_placeholder(url: str) -> bool:
     sys.path.insert(0, str(REPO / "book" / "_ext"))
     try:
-        from sdlib_book import repository_is_placeholder
+        from sdlib_book.launch import repository_is_placeholder
     finally:
         sys.path.pop(0)
     return repository_is_placeholder(url) and not os.environ.get("BOOK_REPOSITORY_URL")
@@ -345,6 +347,12 @@ def test_every_chapter_is_an_executed_notebook(built_book: Path) -> None:
     import jupytext
     import nbformat
 
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    try:
+        from sdlib_book import myst_markdown
+    finally:
+        sys.path.pop(0)
+
     chapters = _chapters(built_book)
     assert chapters
     for md in chapters:
@@ -358,6 +366,10 @@ def test_every_chapter_is_an_executed_notebook(built_book: Path) -> None:
         assert [c.source.strip() for c in rest] == source, f"{target.name} is not the code of {md.name}"
         assert all(c.execution_count for c in rest), f"{target.name}: cells without an execution count"
         assert any(c.outputs for c in rest), f"{target.name} holds no outputs"
+        # its prose reads cleanly in Jupyter and Colab: no MyST role, label or directive fence left
+        raw = [r for c in nb.cells if c.cell_type == "markdown" for r in myst_markdown.raw_myst(c.source)]
+        assert not raw, f"{target.name}: MyST left in its Markdown: {raw[:5]}"
+        assert "(not computed)" not in " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
         page = (built_book / "notebooks" / f"{md.stem}.html").read_text(encoding="utf8")
         assert f'href="{md.stem}.ipynb"' in page, f"{md.stem}.html has no download button for its notebook"
 
@@ -390,6 +402,48 @@ def test_reproduce_page_lists_every_chapter_and_claim(built_book: Path) -> None:
         assert f"benchmarks/results/{f.name}" in text
     assert "--allow-dirty" not in text and "--out " not in text
     assert str(ROOT) not in text, "the page names a folder of the machine that built it"
+
+
+def _claims_tables(page: str) -> list[str]:
+    return re.findall(r'<table class="[^"]*sdlib-claims(?:\s[^"]*)?".*?</table>', page, re.S)
+
+
+def test_claims_tables_are_whole_and_link_their_errata(built_book: Path) -> None:
+    """Every chapter's claims table (and the report's) shows every statement and criterion whole,
+    has no index column, and each ✗ of a paper claim links to a section of the errata page."""
+    errata = (built_book / "book" / "errata.html").read_text(encoding="utf8")
+    errata_ids = set(re.findall(r'\bid="([^"]+)"', errata))
+    pages = [built_book / "notebooks" / f"{md.stem}.html" for md in _chapters(built_book)]
+    pages.append(built_book / "book" / "reproduction.html")
+    n_tables = n_links = 0
+    for page_file in pages:
+        page = page_file.read_text(encoding="utf8")
+        assert not re.search(r'class="dataframe".*?<th>claim</th>', page, re.S), (
+            f"{page_file.name}: a pandas claims table is left (cut cells, an index)")
+        for table in _claims_tables(page):
+            n_tables += 1
+            cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                     for c in re.findall(r"<t[dh](?:\s[^>]*)?>(.*?)</t[dh]>", table, re.S)]
+            assert cells[:6] == ["Claim", "Kind", "Where", "Measured", "Criterion", "Verdict"], cells[:6]
+            cut = [c for c in cells if c.endswith(("...", "…"))]
+            assert not cut, f"{page_file.name}: cut cells in a claims table: {cut[:3]}"
+            for href in re.findall(r'<a [^>]*class="[^"]*sdlib-erratum-link[^"]*"[^>]*>', table):
+                target = re.search(r'href="([^"]+)"', href)[1]  # type: ignore[index]
+                path, _, anchor = target.partition("#")
+                n_links += 1
+                assert path.endswith("errata.html") and anchor in errata_ids, (page_file.name, target)
+    assert n_tables >= len(pages), f"{n_tables} claims tables on {len(pages)} pages"
+    ledger_fails = 0
+    from sdlib.chapters import claims as api
+
+    for md in _chapters(built_book):
+        glue_file = BUILD / "jupyter_execute" / "notebooks" / f"{md.stem}.glue.json"
+        glue = json.loads(glue_file.read_text(encoding="utf8")) if glue_file.is_file() else {}
+        ledger_fails += sum(1 for p in api.glue_prefixes(glue)
+                            for r in api.read_ledger(glue[api.ledger_key(p)]["data"]["text/plain"])
+                            if r["kind"] == "paper" and r["verdict"] == "fails")
+    # each ✗ (paper) is linked twice: in its chapter and on the report
+    assert n_links == 2 * ledger_fails, f"{n_links} erratum links for {ledger_fails} paper claims that fail"
 
 
 def test_cite_page_has_both_entries(built_book: Path) -> None:

@@ -1,4 +1,4 @@
-"""The helpers of the book's extension (book/_ext/sdlib_book.py) that do not need a build.
+"""The helpers of the book's extension (the package book/_ext/sdlib_book) that do not need a build.
 
 * The repository URL: the placeholder of _config.yml is recognised, and while it is set no button
   is made (the theme's are switched off too); a real URL (or ``BOOK_REPOSITORY_URL``) gives Binder
@@ -8,12 +8,16 @@
   into its ``notebooks/`` folder; outside Colab it does nothing.
 * Exporting a notebook keeps the build's outputs, puts the Colab cell first and writes the glued
   numbers into the prose; a chapter with a CUDA ``device`` parameter asks Colab for a GPU.
+* The exported prose is plain Markdown: MyST's roles, label targets and directive fences are
+  written out (citations, equation numbers, titles, pasted values); the claims table of a chapter
+  (pandas' HTML, cut cells and an index) is recognised and drawn whole from the glued ledger.
 * The companion's BibTeX (from CITATION.cff) parses as BibTeX; the paper's entry is read verbatim
   from book/references.bib; a configuration file is matched to the committed run it made.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -28,13 +32,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: The modules of the extension whose helpers these tests call.
+MODULES = ("launch", "export", "myst_markdown", "names", "claims_tables", "citation", "commands", "results_json")
+
+
 @pytest.fixture(scope="module")
-def ext() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("sdlib_book", ROOT / "book" / "_ext" / "sdlib_book.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ext() -> types.SimpleNamespace:
+    """The helpers of the extension's modules, as one namespace (each name is defined once)."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        modules = [importlib.import_module(f"sdlib_book.{m}") for m in MODULES]
+    finally:
+        sys.path.pop(0)
+    return types.SimpleNamespace(**{k: v for m in modules for k, v in vars(m).items() if not k.startswith("__")})
 
 
 def _config_url() -> str:
@@ -82,10 +92,15 @@ def test_placeholder_switches_every_repository_button_off(ext: types.ModuleType,
         assert opts["use_repository_button"] and opts["launch_buttons"]["thebe"] is True
 
 
-def _run_cell(source: str, colab: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def _run_cell(source: str, colab: bool, monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...] = ()) -> list[Any]:
+    """Execute the set-up cell with ``subprocess.run`` and ``os.chdir`` recorded, in a stand-in Colab
+    or not, with the modules ``missing`` reported as not installed."""
     calls: list[Any] = []
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(("run", a[0], k)))
     import os
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else find_spec(name, *a))
 
     monkeypatch.setattr(os, "chdir", lambda path: calls.append(("chdir", path)))
     if colab:
@@ -110,10 +125,98 @@ def test_colab_cell_installs_only_in_colab(ext: types.ModuleType, monkeypatch: p
 
 
 def test_colab_cell_without_repository_says_so(ext: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a repository the cell still works wherever sdlib is installed; it raises, naming
+    # repository.url, only where sdlib is missing and there is nothing to fetch it from.
     source = ext.colab_setup_cell("", "notebooks")
     assert _run_cell(source, colab=False, monkeypatch=monkeypatch) == []
-    with pytest.raises(RuntimeError, match="repository.url"):
-        _run_cell(source, colab=True, monkeypatch=monkeypatch)
+    calls = _run_cell(source, colab=True, monkeypatch=monkeypatch, missing=("pandas",))
+    assert [c[1][-1] for c in calls] == ["pandas"]  # what is missing is installed, no clone
+    for colab in (True, False):
+        with pytest.raises(RuntimeError, match="repository.url"):
+            _run_cell(source, colab=colab, monkeypatch=monkeypatch, missing=("sdlib",))
+
+
+def test_setup_cell_installs_what_a_bare_environment_lacks(ext: types.ModuleType,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://github.com/some-org/some-repo"
+    source = ext.colab_setup_cell(url, "notebooks", {"pandas": "pandas", "matplotlib": "matplotlib",
+                                                     "myst_nb": "myst-nb", "yaml": "pyyaml"})
+    (pip,) = _run_cell(source, colab=False, monkeypatch=monkeypatch,
+                       missing=("sdlib", "pandas", "matplotlib", "myst_nb", "yaml"))
+    assert pip[1][:5] == [sys.executable, "-m", "pip", "install", "--quiet"]
+    assert pip[1][5:] == [f"git+{url}@notebooks", "pandas", "matplotlib", "myst-nb", "pyyaml"]
+
+
+def test_chapter_needs_what_it_imports(ext: types.ModuleType) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import numpy as np\nfrom sdlib.nn import graph\n%matplotlib inline"),
+                nbformat.v4.new_code_cell("import yaml\nfrom myst_nb import glue")]
+    needs = ext.chapter_needs(nb)
+    assert needs["pandas"] == "pandas" and needs["matplotlib"] == "matplotlib" and needs["myst_nb"] == "myst-nb"
+    assert needs["yaml"] == "pyyaml" and needs["torch"] == "torch"  # sdlib.nn needs the nn extra
+    assert "numpy" not in needs  # a dependency of sdlib itself
+
+
+def test_myst_is_written_out_as_markdown(ext: types.ModuleType) -> None:
+    text = ("(sec-x)=\nAs {cite}`borup2021teacher` and {cite:t}`lee2019wide` show, eq. {eq}`eq-six` and "
+            "{prf:ref}`thm-41` hold (see {doc}`lemma42` and {doc}`the errata <../book/errata>`); "
+            "{glue:text}`../notebooks/lemma42.md::lem42_x:.2f`, {sdlib-json}`f.json#a:.1f`, {math}`x^2`.\n\n"
+            "````{prf:theorem} Theorem 4.1 (Borup & Andersen, 2021)\n:label: thm-41\n\nFor every $x$:\n\n"
+            "$$\nf(x) = 1 \\tag{6}\n$$ (eq-six)\n````\n")
+    names = ext.Names(cite=lambda key, textual: {"borup2021teacher": "Borup & Andersen, 2021"}.get(key),
+                      eq=lambda label: "(6)" if label == "eq-six" else None,
+                      ref=lambda label: "Theorem 4.1" if label == "thm-41" else None,
+                      doc=lambda target: ("Lemma 4.2", "lemma42.ipynb") if target == "lemma42" else None,
+                      glue=lambda spec: "0.25" if spec.endswith("lem42_x:.2f") else None,
+                      json=lambda spec: "3.0")
+    out = ext.to_markdown(text, names)
+    assert ext.raw_myst(out) == [], out
+    assert "As (Borup & Andersen, 2021) and lee2019wide show, eq. (6) and Theorem 4.1 hold" in out
+    assert "[Lemma 4.2](lemma42.ipynb)" in out and "*the errata*" in out
+    assert "0.25, 3.0, $x^2$." in out
+    assert "> **Theorem 4.1 (Borup & Andersen, 2021).**" in out and "> f(x) = 1 \\tag{6}" in out
+    assert ":label:" not in out and "(sec-x)=" not in out and "$$ (eq-six)" not in out
+    assert ext.raw_myst(text) and ext.to_markdown("plain $x$ and `code`") == "plain $x$ and `code`"
+
+
+def test_glued_figures_and_tables_are_pasted(ext: types.ModuleType) -> None:
+    text = "Before.\n\n```{glue:figure} fig_a\n:figwidth: 80%\n\nFigure 2 (paper): $f$ for {cite}`k`.\n```\n\nAfter."
+    glue = {"fig_a": {"data": {"image/png": "iVBORw0KGgo=\n"}, "metadata": {"image/png": {"width": 640}}},
+            "html": {"data": {"text/html": "<b>x</b>", "text/plain": "x"}}}
+    out = ext.to_markdown(text, ext.Names(block=lambda key: ext.glue_markdown(glue, key)))
+    assert '<img src="data:image/png;base64,iVBORw0KGgo=" alt="fig_a" width="640"/>' in out
+    assert "*Figure 2 (paper): $f$ for (k).*" in out and ":figwidth:" not in out and ext.raw_myst(out) == []
+    assert ext.glue_markdown(glue, "html") == "<b>x</b>" and ext.glue_markdown(glue, "missing") is None
+    assert "(not computed)" in ext.to_markdown("```{glue:any} missing\n```")
+
+
+def _ledger_glue(records: list[dict[str, Any]], prefix: str = "thm41") -> dict[str, Any]:
+    import json
+
+    from sdlib.chapters import claims as api
+
+    return {api.ledger_key(prefix): {"data": {"text/plain": repr(json.dumps(records))}}}
+
+
+def test_claims_table_is_drawn_whole(ext: types.ModuleType) -> None:
+    from sdlib.chapters.claims import Claims, at_most
+
+    claims = Claims("thm41", chapter="Theorem 4.1", mode="report")
+    long = "Eq. (6) equals step-by-step refits on the training points of Section 4.5, for every alpha"
+    claims.check("eq6", long, where="eq. (6)", measured=1e-16, criterion=at_most(1e-9, why="float64 round-off"))
+    claims.check("bad", "a statement that does not hold as printed, long enough to be cut by pandas",
+                 where="eq. (7)", measured=1.0, criterion=at_most(1e-9, why="float64 round-off"), expect="fails")
+    glue = _ledger_glue(claims.ledger())
+    shown = claims.table()._repr_html_()
+    assert "..." in shown and "<th>0</th>" in shown  # what pandas shows: cut cells, an index
+    assert ext.claims_output_prefix(shown, glue) == "thm41"
+    styled = claims.table().style.hide(axis="index").format(escape="html").to_html()  # the glued table
+    assert ext.claims_output_prefix(styled, glue) == "thm41"
+    assert ext.claims_output_prefix(shown.replace("verdict", "outcome"), glue) is None
+    assert ext.claims_output_prefix(shown, _ledger_glue(claims.ledger()[:1])) is None
+    full = ext.claims_html(glue, "thm41")
+    assert long in full and "..." not in full and "…" not in full
+    assert "<th>0</th>" not in full and full.count("<tr>") == 3
 
 
 def test_paste_glue_formats_like_myst_nb(ext: types.ModuleType) -> None:

@@ -76,7 +76,7 @@ def test_version_is_the_package_version() -> None:
 def test_repository_agrees_with_the_book() -> None:
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     try:
-        from sdlib_book import repository_is_placeholder
+        from sdlib_book.launch import repository_is_placeholder
     finally:
         sys.path.pop(0)
     url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))["repository"]["url"]

@@ -237,3 +237,89 @@ def test_sensitivity_with_the_reading_as_threshold() -> None:
                                 criterion=lambda r: at_most(r, why="the reading r"))
     assert [r["holds"] for r in c.readings] == [True, False, False]
     assert c.readings[0]["measured"] == "0.75" and "≤ 1" in c.criterion and "≤ 0.25" in c.criterion
+
+
+# ------------------------------------------------------------------------------------------------
+# Limit claims: a finite chain either reaches the claimed limit (✓), shows that its own limit is
+# elsewhere (✗), or has not converged far enough to tell (⟳). The chains here are iterated by hand
+# (x <- rho x + (1 - rho) L*, a contraction with rate rho towards L*), not by the criterion.
+
+
+def _chain(limit: float, rho: float, steps: int, start: float = 1.0) -> np.ndarray:
+    x = [start]
+    for _ in range(steps - 1):
+        x.append(rho * x[-1] + (1 - rho) * limit)
+    return np.array(x)
+
+
+def _measured(x: np.ndarray, claimed: float) -> dict[str, float]:
+    return {"distance": abs(x[-1] - claimed), "last_change": abs(x[-1] - x[-2])}
+
+
+def test_limit_that_converges_holds() -> None:
+    x = _chain(0.3, 0.5, 100)
+    c = Claims("t").check("lim", "tends to 0.3", where="Thm 4.5", measured=_measured(x, 0.3),
+                          criterion=C.tends_to(1e-9, steps=100, rate=0.5, why="geometric"))
+    assert c.verdict == "holds" and c.status == "✓" and "at step 100" in c.measured
+
+
+def test_limit_that_needs_more_steps_is_not_converged_rather_than_false(capsys: pytest.CaptureFixture) -> None:
+    rho, tol = 0.99, 1e-9
+    x = _chain(0.3, rho, 100)
+    ledger = Claims("t", mode="report")
+    c = ledger.check("lim", "tends to 0.3", where="Thm 4.5", measured=_measured(x, 0.3),
+                     criterion=C.tends_to(tol, steps=100, rate=rho, why="geometric"))
+    assert c.verdict == "unconverged" and c.status == "⟳" == C.STATUS["unconverged"]
+    assert "not converged within 100 steps" in c.measured and "⟳ [paper] t.lim" in capsys.readouterr().out
+    # the steps it says are needed do reach the tolerance, and one step fewer (from its bound) may not
+    needed = int(c.measured.split("about ")[1].split(" steps")[0])
+    y = _chain(0.3, rho, needed)
+    assert abs(y[-1] - 0.3) <= tol
+    assert needed > 100 and ledger.counts() == {"paper": {"unconverged": 1}}
+    # in assert mode a chapter written for ✓ stops: the statement is not shown to hold
+    with pytest.raises(ClaimFailed, match="derived 'unconverged'"):
+        Claims("t").check("lim", "tends to 0.3", where="Thm 4.5", measured=_measured(x, 0.3),
+                          criterion=C.tends_to(tol, steps=100, rate=rho, why="geometric"))
+
+
+def test_wrong_limit_of_a_converged_chain_fails() -> None:
+    x = _chain(0.3, 0.5, 100)        # converged to 0.3 to round-off
+    c = Claims("t", mode="report").check("lim", "tends to 0.31", where="w", measured=_measured(x, 0.31),
+                                         criterion=C.tends_to(1e-9, steps=100, rate=0.5, why="w"))
+    assert c.verdict == "fails" and c.status == "✗"
+    # a wrong limit of a slow chain that cannot yet tell the two apart is ⟳, not ✓
+    y = _chain(0.3, 0.999, 50)
+    assert C.tends_to(1e-9, steps=50, rate=0.999, why="w").measure(_measured(y, 0.31))[0] == "unconverged"
+
+
+def test_limit_over_several_chains_and_bad_arguments() -> None:
+    fast, slow, wrong = _chain(0.0, 0.5, 80), _chain(0.0, 0.99, 80), _chain(0.1, 0.5, 80)
+    crit = C.tends_to(1e-9, steps=80, rate=[0.5, 0.99], why="w")
+    both = lambda a, b: {"distance": [abs(a[-1]), abs(b[-1])],  # noqa: E731
+                         "last_change": [abs(a[-1] - a[-2]), abs(b[-1] - b[-2])]}
+    assert crit.measure(both(fast, slow))[0] == "unconverged"
+    assert C.tends_to(1e-9, steps=80, rate=0.5, why="w").measure(both(fast, wrong))[0] == "fails"
+    assert crit.measure(both(fast, slow))[1] == pytest.approx(abs(slow[-1]))
+    with pytest.raises(ValueError, match="rate"):
+        C.tends_to(1e-9, steps=10, rate=-0.1, why="w")
+    with pytest.raises(ValueError, match="steps"):
+        C.tends_to(1e-9, steps=0, rate=0.5, why="w")
+    with pytest.raises(ValueError, match="last_change"):
+        crit.measure(1e-3)
+    with pytest.raises(ValueError, match="one entry per chain"):
+        C.tends_to(1e-9, steps=10, rate=[0.5, 0.6, 0.7], why="w").measure({"distance": [1, 2],
+                                                                                 "last_change": [1, 2]})
+
+
+def test_held_names_the_readings_of_a_sensitivity_claim() -> None:
+    ledger = Claims("s")
+    ledger.sensitivity("r", "much less", where="w", reading="r", values=[1.0, 0.5, 0.25],
+                       measured=[0.75, 0.75, 0.75], criterion=lambda r: at_most(r, why="w"))
+    ledger.sensitivity("v", "one step", where="w", reading="set", values=["sine", "noisy 1"],
+                       measured=[2, 3], criterion=equal_to(2, why="w"))
+    ledger.sensitivity("n", "never", where="w", reading="r", values=[1.0], measured=[2.0],
+                       criterion=at_most(1.0, why="w"))
+    assert (ledger.held("r"), ledger.held("v"), ledger.held("n")) == ("1", "sine", "none")
+    ledger.observe("o", "ours", where="w", measured=1.0)
+    with pytest.raises(ValueError, match="sensitivity"):
+        ledger.held("o")

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from sdlib.__main__ import DRY_RUN, main
+from sdlib.cli import DRY_RUN, main
 from sdlib.errors import DataMissingError, DeviceUnavailableError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,11 +68,11 @@ class StandIn:
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     pytest.importorskip("torch")
     import sdlib.nn.graph
-    import sdlib.sweeps.sweep
+    import sdlib.sweeps.cluster
 
     s = StandIn()
     monkeypatch.setattr(sdlib.nn.graph, "train", s.train)
-    monkeypatch.setattr(sdlib.sweeps.sweep, "dask_client", s.dask_client)
+    monkeypatch.setattr(sdlib.sweeps.cluster, "dask_client", s.dask_client)
     return s
 
 
@@ -258,7 +258,7 @@ def test_the_errors_on_the_rerun_page_are_real(tmp_path: Path, monkeypatch: pyte
     for args, shown in examples:
         if args[0] == "train":
             pytest.importorskip("torch")
-            from sdlib.sweeps.sweep import visible_gpus
+            from sdlib.sweeps.cluster import visible_gpus
 
             if visible_gpus():   # the example is of a machine without a GPU
                 continue

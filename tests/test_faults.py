@@ -229,7 +229,7 @@ def test_section5_parameters_have_their_types(name: str, value: object) -> None:
 
 
 def test_negative_grid_values_keep_their_sign_and_ids_never_collide() -> None:
-    from sdlib.sweeps.sweep import make_grid
+    from sdlib.sweeps.grid import make_grid
 
     assert [p.id for p in make_grid({"grid": {"lam": [-0.2, 0.2]}}).points] == ["lam=-0.2", "lam=0.2"]
     assert [p.id for p in make_grid({"grid": {"alpha": [0.5, -0.5]}}).points] == ["alpha=0.5", "alpha=-0.5"]
@@ -257,7 +257,7 @@ def test_the_default_cluster_listens_on_loopback_only(processes: bool) -> None:
     """Every listening socket of this process and of the workers (scheduler, workers, their HTTP
     servers): 127.0.0.1. Before, the workers' HTTP servers listened on 0.0.0.0 and [::]."""
     pytest.importorskip("distributed")
-    from sdlib.sweeps.sweep import dask_client
+    from sdlib.sweeps.cluster import dask_client
 
     before = set(_listening({os.getpid()}))
     with dask_client(2, processes=processes) as client:
@@ -277,14 +277,14 @@ def test_the_default_cluster_listens_on_loopback_only(processes: bool) -> None:
     ("tcp://127.0.0.1:8786", False), ("tcp://localhost:8786", False), ("tcp://[::1]:8786", False),
     ("tls://10.1.2.3:8786", False), ("inproc://10.1.2.3/1/2", False)])
 def test_plain_tcp_to_another_host_is_unsafe(address: str, unsafe: bool) -> None:
-    from sdlib.sweeps.sweep import insecure_scheduler
+    from sdlib.sweeps.cluster import insecure_scheduler
 
     assert (insecure_scheduler(address) is not None) == unsafe
 
 
 def test_tls_security_needs_its_three_files(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
-    from sdlib.sweeps.sweep import make_security
+    from sdlib.sweeps.cluster import make_security
 
     assert make_security() is None
     with pytest.raises(UsageError, match="missing --tls-key"):
@@ -373,7 +373,7 @@ def test_a_tls_scheduler_is_reached_with_the_cluster_certificate(tmp_path: Path)
     from distributed import LocalCluster
     from distributed.security import Security
 
-    from sdlib.sweeps.sweep import dask_client, make_security
+    from sdlib.sweeps.cluster import dask_client, make_security
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sdlib-test",

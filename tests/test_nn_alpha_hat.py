@@ -10,7 +10,7 @@ import pytest
 from sklearn.kernel_ridge import KernelRidge
 
 from sdlib import KernelSelfDistillation
-from sdlib.nn.chains import alpha_hat_chain
+from sdlib.nn.alpha_hat import alpha_hat_chain
 
 
 def test_alpha_hat_chain_on_krr_equals_algorithm1() -> None:
@@ -50,8 +50,8 @@ def test_alpha_hat_chain_clip() -> None:
 
 def test_network_alpha_hat_from_saved_outputs(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from sdlib.nn.chains import run_experiment
     from sdlib.nn.config import ExperimentConfig
+    from sdlib.nn.graph import run_experiment
 
     cfg = ExperimentConfig(dataset="digits", arch="small_cnn", epochs=1, steps=3, alphas=[0.5], seeds=[0],
                            n_train=96, n_val=40, n_test=40)

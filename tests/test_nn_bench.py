@@ -1,4 +1,4 @@
-"""benchmarks/bench_nn.py times the library's own training step (sdlib.nn.train.train_step and
+"""benchmarks/bench_nn.py times the library's own training step (sdlib.nn.fitting.train_step and
 StackedFits.step, not a copy), and its JSON file holds every finished measurement while it runs;
 benchmarks/gpu_session.sh stays within 8 minutes and two folders under its output."""
 
@@ -26,7 +26,7 @@ def bench():  # type: ignore[no-untyped-def]
 
 
 def test_bench_times_the_library_training_step(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from sdlib.nn import train as T
+    from sdlib.nn import fitting as T
 
     calls = {"step": 0, "stack": 0}
     real_step, real_stack = T.train_step, T.StackedFits.step

@@ -10,10 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sdlib.nn.chains import InterruptedRun, run_experiment  # noqa: E402
+from sdlib.nn.checkpoints import CorruptCheckpointWarning  # noqa: E402
 from sdlib.nn.config import ExperimentConfig  # noqa: E402
 from sdlib.nn.data import load_data  # noqa: E402
-from sdlib.nn.train import CorruptCheckpointWarning, fit, fit_together, predict_probs  # noqa: E402
+from sdlib.nn.fitting import fit, fit_together, predict_probs  # noqa: E402
+from sdlib.nn.graph import InterruptedRun, run_experiment  # noqa: E402
 
 CFG = dict(dataset="digits", arch="small_cnn", epochs=1, steps=2, alphas=[0.0, 0.6], seeds=[0, 1],
            n_train=64, n_val=32, n_test=32)

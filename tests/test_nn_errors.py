@@ -30,19 +30,53 @@ def test_parameters_out_of_range_name_themselves(bad: dict) -> None:
 
 
 def test_unknown_parameter_in_a_config_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from sdlib.nn.config import load_config
+    from sdlib.nn.config import load_experiment
 
     p = tmp_path / "c.yaml"
     p.write_text("dataset: digits\nepochz: 3\n")
     with pytest.raises(ValueError, match="epochz"):
-        load_config(p)
+        load_experiment(p)
+
+
+def test_a_config_file_that_cannot_be_used_is_one_line_naming_it(tmp_path: Path) -> None:
+    from sdlib.errors import UsageError
+    from sdlib.nn.config import load_experiment
+
+    cases = {"missing.yaml": None, "list.yaml": "- 1\n- 2\n", "broken.yaml": "epochs: [3\n",
+             "latin1.yaml": b"dataset: d\xe9\n"}
+    reasons = {"missing.yaml": "does not exist; give a YAML file", "list.yaml": "must hold a mapping 'name: value'",
+               "broken.yaml": "is not valid YAML", "latin1.yaml": "is not UTF-8 text"}
+    for name, content in cases.items():
+        p = tmp_path / name
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        elif content is not None:
+            p.write_text(content)
+        with pytest.raises(UsageError) as err:
+            load_experiment(p)
+        msg = str(err.value)
+        assert "\n" not in msg and f"config file {str(p)!r}" in msg and reasons[name] in msg, msg
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_experiment(empty, epochs=2) == ExperimentConfig(epochs=2)    # an empty file: the defaults
+
+
+def test_load_config_is_a_deprecated_name_of_load_experiment(tmp_path: Path) -> None:
+    import sdlib.nn
+    from sdlib.nn.config import load_experiment
+
+    p = tmp_path / "c.yaml"
+    p.write_text("epochs: 2\n")
+    with pytest.warns(DeprecationWarning, match="load_experiment"):
+        old = sdlib.nn.load_config(p, steps=4)
+    assert old == load_experiment(p, steps=4) == ExperimentConfig(epochs=2, steps=4)
 
 
 def test_cuda_without_gpu_is_an_error() -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from sdlib.nn.train import resolve_device
+    from sdlib.nn.fitting import resolve_device
 
     with pytest.raises(RuntimeError, match="device='cuda'.*no CUDA GPU"):
         resolve_device("cuda")

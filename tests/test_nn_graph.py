@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
 
-from sdlib.nn.config import ExperimentConfig, load_config  # noqa: E402
+from sdlib.nn.config import ExperimentConfig, load_experiment  # noqa: E402
 from sdlib.nn.graph import AH, ALPHA0, FitKey, plan, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ N_FITS = 2 * (1 + 3)
 
 @pytest.fixture(scope="module")
 def smoke():  # type: ignore[no-untyped-def]
-    return load_config(ROOT / "configs" / "smoke_cpu.yaml", steps=2, alphas=[0.5], epochs=4, n_train=128)
+    return load_experiment(ROOT / "configs" / "smoke_cpu.yaml", steps=2, alphas=[0.5], epochs=4, n_train=128)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sdlib.errors import DataMissingError, DeviceUnavailableError, RunError, UsageError  # noqa: E402
-from sdlib.nn import train as T  # noqa: E402
-from sdlib.nn.config import ARCHS, BATCHNORM_ARCHS, ExperimentConfig, load_config  # noqa: E402
+from sdlib.nn import fitting as T  # noqa: E402
+from sdlib.nn.config import ARCHS, BATCHNORM_ARCHS, ExperimentConfig, load_experiment  # noqa: E402
 from sdlib.nn.data import load_data  # noqa: E402
 from sdlib.nn.graph import fit_identity, train  # noqa: E402
 from sdlib.nn.models import build_model, has_batchnorm  # noqa: E402
@@ -97,7 +97,7 @@ def test_chains_together_with_batchnorm_is_rejected_at_validation() -> None:
         with pytest.raises(UsageError, match=rf"chains_together.*BatchNorm.*arch='{arch}'"):
             ExperimentConfig(arch=arch, chains_together=True)
     with pytest.raises(UsageError, match="chains_together"):
-        load_config(ROOT / "configs" / "figure5_paper.yaml", chains_together=True)
+        load_experiment(ROOT / "configs" / "figure5_paper.yaml", chains_together=True)
     for arch in ARCHS:                               # the list is what the networks are
         assert has_batchnorm(build_model(arch, 10, 1)) == (arch in BATCHNORM_ARCHS), arch
 

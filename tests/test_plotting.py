@@ -93,3 +93,69 @@ def test_gamma_sweep_marks_and_thresholds() -> None:
         plotting.gamma_sweep(g, np.zeros(3))
     with pytest.raises(ValueError, match="> 0"):
         plotting.gamma_sweep(np.array([0.0, 1.0]), np.zeros(2))
+
+
+# ------------------------------------------------------------------------------------------------
+# Readable at page width: no figure is wider than the page, no text smaller than the legend's size.
+
+
+def _all_figures():  # type: ignore[no-untyped-def]
+    x = np.linspace(0, 1, 21)
+    paths = np.stack([np.sin(2 * np.pi * x) * 0.9**t for t in range(4)])
+    B = {"(a)": np.linspace(1, 0.1, 33).reshape(3, 11), "(b)": np.full((3, 11), 0.5), "(c)": np.ones((3, 11))}
+    return {
+        "figure2": plotting.figure2(x, paths, x[::5], np.ones(5), alpha_star=[0.1, 0.3, 0.3]),
+        "figure2_cases": plotting.figure2_cases(x, {"(a)": paths, "(b)": paths, "(c)": paths}, x[::5], np.ones(5),
+                                                alpha_star=[0.1, 0.3, 0.3]),
+        "figure3": plotting.figure3(B),
+        "figure4": plotting.figure4({k: v[:, 1:] / v[:, :-1] for k, v in B.items()}),
+        "alpha_tradeoff": plotting.alpha_tradeoff(np.linspace(0, 1, 5), np.ones((5, 3)), np.ones(5)),
+        "gamma_sweep": plotting.gamma_sweep(np.geomspace(0.01, 100, 9), np.linspace(0, 0.7, 9), marks={"80": 80.0}),
+    }
+
+
+def test_figures_fit_the_page_with_readable_text() -> None:
+    for name, fig in _all_figures().items():
+        assert fig.get_figwidth() <= plotting.PAGE_WIDTH + 1e-9, name
+        fig.canvas.draw()
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]
+        assert sizes and min(sizes) >= plotting.FONT_SIZE - 1, (name, min(sizes))
+        # at page width, the smallest text is at least 10 CSS pixels (1 pt = 1/72 in, 96 px per in)
+        shown = min(sizes) / 72 * 96 * min(1.0, plotting.PAGE_WIDTH / fig.get_figwidth())
+        assert shown >= 10, (name, shown)
+
+
+def test_figure2_cases_one_panel_per_case_then_alpha_star_and_one_legend() -> None:
+    x = np.linspace(0, 1, 21)
+    paths = np.stack([np.sin(2 * np.pi * x) * 0.9**t for t in range(3)])
+    fig = plotting.figure2_cases(x, {"(a)": paths, "(b)": paths, "(c)": paths}, x[::5], np.ones(5),
+                                 limits={"(b)": np.zeros_like(x)}, truth=np.sin(2 * np.pi * x),
+                                 alpha_star=[0.1, 0.3], alpha_star_clipped=[0.1, 0.3])
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["(a)", "(b)", "(c)", r"optimal $\alpha^{\star(\tau)}$"]
+    assert len(fig.legends) == 1 and "training" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [line.get_linestyle() for line in visible[1].get_lines()].count("--") == 1
+    assert [line.get_linestyle() for line in visible[0].get_lines()].count("--") == 0
+    with pytest.raises(ValueError, match="lacks"):
+        plotting.figure2_cases(x, {"(a)": paths}, x, x, limits={"(z)": x})
+    with pytest.raises(ValueError, match="points per step"):
+        plotting.figure2_cases(x[:5], {"(a)": paths}, x, x)
+
+
+def test_annotate_parameters_draws_the_rerun_and_leaves_the_paper_alone() -> None:
+    fig = plotting.figure3({"(a)": np.full((3, 4), 0.5)})
+    before = fig.axes[0].get_position().bounds
+    h0 = fig.get_figheight()
+    assert plotting.annotate_parameters(fig, {}) is fig and not fig.texts and fig.get_figheight() == h0
+    plotting.annotate_parameters(fig, {"lam": (0.2, 0.05), "gamma": (80.0, 40)})
+    (text,) = [t for t in fig.texts if t.get_gid() == plotting.PARAMETERS_GID]
+    assert text.get_text() == r"rerun: $\lambda$ = 0.05 (paper: 0.2), $\gamma$ = 40 (paper: 80)"
+    assert fig.get_figheight() > h0
+    # the panel keeps its size and place in inches: only a strip is added at the top
+    after = fig.axes[0].get_position().bounds
+    assert after[1] * fig.get_figheight() == pytest.approx(before[1] * h0)
+    assert after[3] * fig.get_figheight() == pytest.approx(before[3] * h0)
+    fig.canvas.draw()
+    assert text.get_window_extent().y0 > fig.axes[0].title.get_window_extent().y1  # above the title
+    with pytest.raises(ValueError, match="pair"):
+        plotting.annotate_parameters(fig, {"lam": 0.05})  # type: ignore[dict-item]

@@ -31,8 +31,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdlib.__main__ import main
-from sdlib.chapters import runner
+from sdlib.chapters import constraints, execute, outputs, runner
+from sdlib.chapters import params as chapter_params
+from sdlib.cli import main
 
 HEADER = """---
 jupytext:
@@ -119,7 +120,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_parameters_cell_is_parsed_with_types(tiny: Path) -> None:
-    params = runner.notebook_parameters(tiny)
+    params = chapter_params.notebook_parameters(tiny)
     assert list(params) == ["lam", "steps", "kernel", "alphas", "fail", "note", "claims_mode"]
     assert {n: p.type_name for n, p in params.items()} == {
         "lam": "float", "steps": "int", "kernel": "str", "alphas": "list", "fail": "bool", "note": "any",
@@ -136,15 +137,15 @@ def test_parameters_cell_is_parsed_with_types(tiny: Path) -> None:
     ("lam = (\n", "not valid Python"),
 ])
 def test_parameters_cell_must_hold_plain_literals(source: str, fragment: str) -> None:
-    with pytest.raises(runner.NotebookError, match=fragment):
-        runner.parse_parameters_cell(source)
+    with pytest.raises(chapter_params.NotebookError, match=fragment):
+        chapter_params.parse_parameters_cell(source)
 
 
 def test_notebook_without_parameters_cell(tmp_path: Path) -> None:
     path = tmp_path / "bare.md"
     path.write_text(HEADER + "\n# Bare\n\n```{code-cell} ipython3\nx = 1\n```\n")
-    with pytest.raises(runner.NotebookError, match="no code cell tagged 'parameters'"):
-        runner.notebook_parameters(path)
+    with pytest.raises(chapter_params.NotebookError, match="no code cell tagged 'parameters'"):
+        chapter_params.notebook_parameters(path)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -153,13 +154,13 @@ def test_notebook_without_parameters_cell(tmp_path: Path) -> None:
     ("2021-01-01", "2021-01-01"),
 ])
 def test_cli_values_are_yaml_scalars(text: str, value: object) -> None:
-    got = runner.parse_cli_value(text)
+    got = constraints.parse_cli_value(text)
     assert got == value and type(got) is type(value)
 
 
 def test_validation_accepts_int_for_float_and_anything_for_none(tiny: Path) -> None:
-    params = runner.notebook_parameters(tiny)
-    out = runner.validate_parameters(params, {"lam": 1, "note": [1, "a"], "alphas": [], "fail": True})
+    params = chapter_params.notebook_parameters(tiny)
+    out = chapter_params.validate_parameters(params, {"lam": 1, "note": [1, "a"], "alphas": [], "fail": True})
     assert out == {"lam": 1.0, "note": [1, "a"], "alphas": [], "fail": True}
     assert isinstance(out["lam"], float)
 
@@ -175,9 +176,9 @@ def test_validation_accepts_int_for_float_and_anything_for_none(tiny: Path) -> N
     ({"lam": None}, ["'lam'", "None", "expected float"]),
 ])
 def test_wrong_types_name_parameter_value_and_type(tiny: Path, values: dict, fragments: list[str]) -> None:
-    params = runner.notebook_parameters(tiny)
-    with pytest.raises(runner.ParameterError) as err:
-        runner.validate_parameters(params, values, notebook="tiny.md")
+    params = chapter_params.notebook_parameters(tiny)
+    with pytest.raises(chapter_params.ParameterError) as err:
+        chapter_params.validate_parameters(params, values, notebook="tiny.md")
     for f in fragments:
         assert f in str(err.value)
 
@@ -203,17 +204,17 @@ def test_wrong_type_on_the_command_line_exits_2(tiny: Path, tmp_path: Path, caps
 def test_config_file_errors(tiny: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(runner.ParameterError, match="must hold a mapping"):
-        runner.load_config(bad)
-    with pytest.raises(runner.ParameterError, match="does not exist"):
-        runner.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(chapter_params.ParameterError, match="must hold a mapping"):
+        chapter_params.load_parameter_file(bad)
+    with pytest.raises(chapter_params.ParameterError, match="does not exist"):
+        chapter_params.load_parameter_file(tmp_path / "missing.yaml")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("gamma: 3\n")
-    with pytest.raises(runner.ParameterError, match="unknown parameter 'gamma'"):
+    with pytest.raises(chapter_params.ParameterError, match="unknown parameter 'gamma'"):
         runner.run_notebook(tiny, tmp_path / "o", config=unknown, progress_bar=False)
     nested = tmp_path / "nested.yaml"
     nested.write_text("parameters:\n  lam: 0.5\n")
-    assert runner.load_config(nested) == {"lam": 0.5}
+    assert chapter_params.load_parameter_file(nested) == {"lam": 0.5}
 
 
 def test_params_command_lists_defaults_and_types(tiny: Path, capsys: pytest.CaptureFixture) -> None:
@@ -233,8 +234,8 @@ def test_glue_decoding_from_a_hand_made_notebook() -> None:
 
     def glued(name: str, bundle: dict) -> nbformat.NotebookNode:
         return nbformat.from_dict({
-            "output_type": "display_data", "data": {runner.GLUE_PREFIX + k: v for k, v in bundle.items()},
-            "metadata": {"scrapbook": {"name": name, "mime_prefix": runner.GLUE_PREFIX}}})
+            "output_type": "display_data", "data": {outputs.GLUE_PREFIX + k: v for k, v in bundle.items()},
+            "metadata": {"scrapbook": {"name": name, "mime_prefix": outputs.GLUE_PREFIX}}})
 
     cell = nbformat.v4.new_code_cell("")
     cell.outputs = [
@@ -247,7 +248,7 @@ def test_glue_decoding_from_a_hand_made_notebook() -> None:
         nbformat.v4.new_output("display_data", data={"text/plain": "not glued"}),
     ]
     nb = nbformat.from_dict({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    got = runner.extract_glue(nb)
+    got = outputs.extract_glue(nb)
     assert got == {"a_float": 0.125, "a_str": "✓", "a_list": [1, 2.5], "a_json": {"x": 1},
                    "a_table": {"text/html": "<table/>"}, "a_numpy": 0.5}
 
@@ -341,7 +342,7 @@ def test_papermill_inspection_warnings_are_dropped_only_during_a_run(caplog: pyt
     import logging
 
     loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
-    with caplog.at_level(logging.WARNING), runner._quiet_papermill_inspection():
+    with caplog.at_level(logging.WARNING), execute.quiet_papermill_inspection():
         loggers[1].warning("Unable to parse line 3 'steps = 6  # >= 1; steps'.")
         loggers[0].warning("Passed unknown parameter: steps")
         loggers[0].warning("Input notebook missing")      # any other warning still shows
@@ -389,7 +390,7 @@ def test_claims_mode_is_a_parameter_that_the_runner_sets(tiny: Path, tmp_path: P
 ])
 def test_constraint_grammar(comment: str, default: object, text: str, description: str,
                             good: list, bad: list) -> None:
-    constraint, desc = runner.parse_constraint(comment, default)
+    constraint, desc = constraints.parse_constraint(comment, default)
     assert constraint is not None and constraint.text == text and desc == description
     for v in good:
         assert constraint.violation(v) is None, v
@@ -402,7 +403,7 @@ def test_constraint_grammar(comment: str, default: object, text: str, descriptio
     "one of the knobs", "",
 ])
 def test_comments_that_are_descriptions(comment: str) -> None:
-    assert runner.parse_constraint(comment, [1.0]) == (None, comment)
+    assert constraints.parse_constraint(comment, [1.0]) == (None, comment)
 
 
 @pytest.mark.parametrize("comment, default, fragment", [
@@ -418,7 +419,7 @@ def test_comments_that_are_descriptions(comment: str) -> None:
 ])
 def test_malformed_constraints_are_errors(comment: str, default: object, fragment: str) -> None:
     with pytest.raises(ValueError, match=re.escape(fragment)):
-        runner.parse_constraint(comment, default)
+        constraints.parse_constraint(comment, default)
 
 
 @given(lo=st.floats(-1e6, 1e6), width=st.floats(0, 1e6), x=st.floats(allow_nan=False, allow_infinity=False),
@@ -426,7 +427,7 @@ def test_malformed_constraints_are_errors(comment: str, default: object, fragmen
 def test_interval_matches_its_definition(lo: float, width: float, x: float, left: bool, right: bool) -> None:
     hi = lo + width
     comment = f"in {'[' if left else '('}{lo!r}, {hi!r}{']' if right else ')'}; x"
-    constraint, _ = runner.parse_constraint(comment)
+    constraint, _ = constraints.parse_constraint(comment)
     inside = (lo <= x if left else lo < x) and (x <= hi if right else x < hi)
     assert (constraint.violation(x) is None) == inside
 
@@ -442,16 +443,16 @@ def test_parameters_cell_reads_constraints_from_trailing_comments() -> None:
         ']  # non-empty and each >= 1; hidden widths\n'
         'plain = 3\n'
     )
-    params = runner.parse_parameters_cell(source)
+    params = chapter_params.parse_parameters_cell(source)
     assert params["lam"].constraint.text == "> 0" and params["lam"].description == "ridge penalty λ"
     assert params["name"].constraint.atoms[0].choices == ("a#b", "c")
     assert params["widths"].constraint.text == "non-empty and each >= 1"
     assert params["widths"].description == "hidden widths"
     assert params["plain"].constraint is None and params["plain"].description == ""
-    with pytest.raises(runner.NotebookError, match="line 1.*'steps'.*default 0 violates"):
-        runner.parse_parameters_cell("steps = 0  # >= 1; distillation steps\n")
-    with pytest.raises(runner.NotebookError, match="line 2.*'kernel'.*compares numbers"):
-        runner.parse_parameters_cell("lam = 0.2\nkernel = 'rbf'  # > 0; kernel\n")
+    with pytest.raises(chapter_params.NotebookError, match="line 1.*'steps'.*default 0 violates"):
+        chapter_params.parse_parameters_cell("steps = 0  # >= 1; distillation steps\n")
+    with pytest.raises(chapter_params.NotebookError, match="line 2.*'kernel'.*compares numbers"):
+        chapter_params.parse_parameters_cell("lam = 0.2\nkernel = 'rbf'  # > 0; kernel\n")
 
 
 @pytest.mark.parametrize("values, fragments", [
@@ -461,9 +462,9 @@ def test_parameters_cell_reads_constraints_from_trailing_comments() -> None:
 ])
 def test_values_outside_their_constraint_name_parameter_and_value(tiny: Path, values: dict,
                                                                   fragments: list[str]) -> None:
-    params = runner.notebook_parameters(tiny)
-    with pytest.raises(runner.ParameterError) as err:
-        runner.validate_parameters(params, values, notebook="tiny.md")
+    params = chapter_params.notebook_parameters(tiny)
+    with pytest.raises(chapter_params.ParameterError) as err:
+        chapter_params.validate_parameters(params, values, notebook="tiny.md")
     for f in fragments:
         assert f in str(err.value)
 
@@ -555,3 +556,142 @@ def test_interrupted_run_keeps_the_notebook_and_says_so(tmp_path: Path, signum: 
     while _alive(kernel_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(kernel_pid), "the kernel outlived the run"
+
+
+# ------------------------------------------------------------------------------------------------
+# What a rerun changed: parameters against the defaults, verdicts against the reference, figure files
+
+#: The tiny chapter with its figure labelled as a chapter labels one (``mystnb.figure.name``).
+TINY_LABELLED = TINY.replace(
+    "```{code-cell} ipython3\nfig, ax = plt.subplots(figsize=(3, 2))",
+    "```{code-cell} ipython3\n---\nmystnb:\n  figure:\n    caption: \"Figure 1 (paper). A line.\"\n"
+    "    name: fig-tiny\n---\nfig, ax = plt.subplots(figsize=(3, 2))") + """
+```{code-cell} ipython3
+from sdlib.chapters.changes import rerun_parameters
+
+glue("tiny_rerun", {k: list(v) for k, v in rerun_parameters().items()}, display=False)
+```
+"""
+
+
+def _reference(path: Path, lines: list[str]) -> None:
+    """A committed reference as tools/refresh_refs.py leaves it: the printed claim lines, no glue."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("claims.check(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A tiny chapter"), cell]
+    nbformat.write(nb, str(path))
+
+
+REFERENCE_LINES = [
+    "✓ [paper] tiny.lam_positive: lam is positive | measured 0.2 | ≥ 1.00e-300 (a ridge penalty)",
+    "✗ [paper] tiny.lam_negative: lam is negative (a claim that does not hold) | measured 0.2 | ≤ 0.0 (sign)",
+]
+
+
+def test_png_text_chunks_are_read_back_by_pillow() -> None:
+    """:func:`png_with_text` writes chunks that an independent reader (Pillow) reads back."""
+    import io
+
+    PIL = pytest.importorskip("PIL.Image")
+    buf = io.BytesIO()
+    PIL.new("RGB", (3, 2), "white").save(buf, format="PNG")
+    text = {"Parameters": "lam = 0.05 (paper: 0.2), γ = 40", "sdlib:changed-parameters": '{"lam": 0.05}'}
+    tagged = outputs.png_with_text(buf.getvalue(), text)
+    image = PIL.open(io.BytesIO(tagged))
+    image.load()
+    assert image.text == text and image.size == (3, 2)
+    assert outputs.png_text(tagged) == text
+    assert outputs.png_with_text(b"not a png", text) == b"not a png"
+
+
+def test_reference_verdicts_are_read_from_the_printed_claim_lines(tmp_path: Path) -> None:
+    from sdlib.chapters import changes
+
+    ref = tmp_path / "tiny.ipynb"
+    _reference(ref, [*REFERENCE_LINES, "  note: not a claim line", "plain output"])
+    got = changes.reference_verdicts(ref)
+    assert set(got) == {("tiny", "lam_positive"), ("tiny", "lam_negative")}
+    assert got[("tiny", "lam_positive")]["verdict"] == "holds" and got[("tiny", "lam_negative")]["verdict"] == "fails"
+    assert got[("tiny", "lam_positive")]["measured"] == "0.2"
+    assert got[("tiny", "lam_negative")]["criterion"] == "≤ 0.0 (sign)"
+
+
+def test_a_rerun_says_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``-p lam -0.5`` against a reference at lam = 0.2: the console, the banner cell and results.json
+    name the changed parameter with both values and both claims whose verdict moved (with the measured
+    values and the criterion); the figure is named after its label and carries the parameters."""
+    import io
+
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    (folder / "data.txt").write_text("beside the notebook\n")
+    chapter = folder / "tiny.md"
+    chapter.write_text(TINY_LABELLED)
+    _reference(folder / "tiny.ipynb", REFERENCE_LINES)
+    out = tmp_path / "out"
+    assert main(["run", str(chapter), "-p", "lam", "-0.5", "-o", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"ran {chapter}: ") and "1 figure(s)" in printed[0]
+    assert "parameters changed from the chapter's defaults (the paper's setting):" in printed
+    assert "  lam  0.2 -> -0.5  (ridge penalty (any sign, so that a claim can fail))" in printed
+    assert f"2 of 2 verdict(s) changed against the run at the defaults ({folder / 'tiny.ipynb'}):" in printed
+    assert ("  ✓ → ✗  tiny.lam_positive: lam is positive | measured -0.5 (at the defaults: 0.2) | "
+            "≥ 1.00e-300 (a ridge penalty)") in printed
+    assert any(line.startswith("  ✗ → ✓  tiny.lam_negative: ") for line in printed)
+
+    doc = json.loads((out / "results.json").read_text())
+    rerun = doc["rerun"]
+    assert rerun["parameters"] == [{"name": "lam", "default": 0.2, "value": -0.5}]
+    assert rerun["compared"] == 2 and rerun["reference"] == str(folder / "tiny.ipynb")
+    assert {(v["claim"], v["default"], v["verdict"]) for v in rerun["verdicts"]} == {
+        ("tiny.lam_positive", "holds", "fails"), ("tiny.lam_negative", "fails", "holds")}
+
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    banner = executed["cells"][0]
+    assert banner["cell_type"] == "markdown" and banner["metadata"]["tags"] == ["sdlib-rerun-summary"]
+    text = "".join(banner["source"])
+    assert "| `lam` | `0.2` | `-0.5` |" in text and "`tiny.lam_positive`" in text and "✓ holds | ✗ fails" in text
+    assert banner["metadata"]["sdlib"]["rerun"] == rerun
+    # the kernel knew the changed parameters (for the figures' annotation, sdlib.chapters.plotting)
+    assert doc["results"]["tiny_rerun"] == {"lam": [0.2, -0.5]}
+
+    assert doc["figures"] == ["figures/fig-tiny.png"]
+    PIL = pytest.importorskip("PIL.Image")
+    image = PIL.open(io.BytesIO((out / "figures" / "fig-tiny.png").read_bytes()))
+    image.load()
+    assert image.text["Title"] == "fig-tiny" and image.text["Description"] == "Figure 1 (paper). A line."
+    assert image.text["Parameters"] == "lam = -0.5 (paper: 0.2)"
+    assert json.loads(image.text["sdlib:changed-parameters"]) == {"lam": -0.5}
+
+
+def test_a_rerun_at_the_defaults_adds_nothing(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """At the defaults, and without a reference: the one line as before, no banner, an empty summary;
+    a figure without a label keeps the index of its cell."""
+    out = tmp_path / "out"
+    assert main(["run", str(tiny), "-o", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith(f"ran {tiny}: ")
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["rerun"] == {"parameters": [], "claims_mode": "assert", "reference": None, "compared": 0,
+                            "verdicts": []}
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    assert not any("sdlib-rerun-summary" in c["metadata"].get("tags", []) for c in executed["cells"])
+    assert [Path(f).name for f in doc["figures"]] == ["cell003_0.png"]
+
+
+@pytest.mark.parametrize("metadata, label", [
+    ({"tags": ["hide-input", "figure:2a"], "mystnb": {"figure": {"name": "fig-2a"}}}, "figure2a"),
+    ({"mystnb": {"figure": {"name": "fig-2a", "caption": "Figure 2a (paper)."}}}, "fig-2a"),
+    ({"name": "my figure/1"}, "my-figure-1"),
+    ({"tags": ["hide-input"]}, None),
+    ({"tags": ["figure:"], "mystnb": {"figure": {"caption": "no name"}}}, None),
+])
+def test_figure_labels_name_the_files(metadata: dict, label: str | None) -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.metadata.update(metadata)
+    assert outputs.figure_label(cell) == label

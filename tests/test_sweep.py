@@ -27,10 +27,11 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from sdlib.__main__ import main  # noqa: E402
-from sdlib.chapters import runner
+from sdlib.chapters.params import ParameterError  # noqa: E402
+from sdlib.cli import main  # noqa: E402
 from sdlib.errors import UsageError  # noqa: E402
-from sdlib.sweeps import sweep  # noqa: E402
+from sdlib.sweeps import cluster, sweep  # noqa: E402
+from sdlib.sweeps import grid as sweep_grid  # noqa: E402
 
 HEADER = """---
 jupytext:
@@ -121,7 +122,8 @@ def _check_table(out: Path, ok_ids: list[str]) -> None:
 
 
 def test_grid_is_the_cartesian_product_in_order() -> None:
-    g = sweep.make_grid({"grid": {"lam": [0.05, 0.1], "steps": [2, 6, 10]}, "parameters": {"claims_mode": "report"}})
+    g = sweep_grid.make_grid({"grid": {"lam": [0.05, 0.1], "steps": [2, 6, 10]},
+                              "parameters": {"claims_mode": "report"}})
     assert [p.parameters for p in g.points] == [
         {"lam": lam, "steps": s} for lam in (0.05, 0.1) for s in (2, 6, 10)]
     assert g.points[0].id == "lam=0.05_steps=2" and g.varying == ["lam", "steps"]
@@ -129,12 +131,13 @@ def test_grid_is_the_cartesian_product_in_order() -> None:
 
 
 def test_explicit_points_and_ids() -> None:
-    g = sweep.make_grid({"points": [{"lam": 0.1, "kernel": "rbf"}, {"id": "wide", "lam": 0.1, "kernel": "laplacian"},
-                                    {"lam": 0.2, "alphas": [0.1, 0.5]}]})
+    g = sweep_grid.make_grid({"points": [{"lam": 0.1, "kernel": "rbf"},
+                                         {"id": "wide", "lam": 0.1, "kernel": "laplacian"},
+                                         {"lam": 0.2, "alphas": [0.1, 0.5]}]})
     assert [p.id for p in g.points] == ["lam=0.1_kernel=rbf", "wide", "lam=0.2_alphas=0.1-0.5"]
     assert g.points[1].parameters == {"lam": 0.1, "kernel": "laplacian"}
-    long = sweep.point_id({"name": "x" * 200}, ["name"])
-    assert len(long) <= 80 and long != sweep.point_id({"name": "x" * 199 + "y"}, ["name"])
+    long = sweep_grid.point_id({"name": "x" * 200}, ["name"])
+    assert len(long) <= 80 and long != sweep_grid.point_id({"name": "x" * 199 + "y"}, ["name"])
 
 
 @pytest.mark.parametrize("spec, fragment", [
@@ -150,14 +153,14 @@ def test_explicit_points_and_ids() -> None:
 ])
 def test_malformed_grids_are_usage_errors(spec: dict, fragment: str) -> None:
     with pytest.raises(UsageError) as err:
-        sweep.make_grid(spec)
+        sweep_grid.make_grid(spec)
     assert fragment in str(err.value)
 
 
 def test_points_are_validated_against_the_notebook_before_anything_runs(tiny: Path, tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(runner.ParameterError, match=r"'b' of tiny.md \(point b=9\): value 9 is not in \[1, 5\]"):
-        sweep.plan_sweep(tiny, sweep.make_grid({"grid": {"b": [1, 9]}}))
+    with pytest.raises(ParameterError, match=r"'b' of tiny.md \(point b=9\): value 9 is not in \[1, 5\]"):
+        sweep.plan_sweep(tiny, sweep_grid.make_grid({"grid": {"b": [1, 9]}}))
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid:\n  bee: [1, 2]\n")
     out = tmp_path / "never"
@@ -180,7 +183,7 @@ def test_the_example_grids_fit_their_chapters(grid_file: Path) -> None:
     command that runs it, and every number it plots is one the chapter glues."""
     name = grid_file.stem[len("sweep_"):]
     notebook = ROOT / "notebooks" / f"{name}.md"
-    plan = sweep.plan_sweep(notebook, sweep.load_grid(grid_file))
+    plan = sweep.plan_sweep(notebook, sweep_grid.load_grid(grid_file))
     assert len(plan.points) >= 2 and 1 <= len(plan.varying) <= 2    # a summary figure is drawn
     assert f"python -m sdlib sweep notebooks/{name}.md -g configs/{grid_file.name} -o " in grid_file.read_text()
     source = notebook.read_text(encoding="utf8")
@@ -312,13 +315,13 @@ def test_one_worker_per_gpu_is_pinned_to_its_gpu(monkeypatch: pytest.MonkeyPatch
     if importlib.util.find_spec("dask_cuda") is not None:
         pytest.skip("dask-cuda is installed: LocalCUDACluster would need real GPUs")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert sweep.visible_gpus() == ["3", "5"]
-    with sweep.dask_client(gpus=True) as client:
+    assert cluster.visible_gpus() == ["3", "5"]
+    with cluster.dask_client(gpus=True) as client:
         seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
         assert sorted(seen.values()) == ["3", "5"]
         assert all(w["nthreads"] == 1 for w in client.scheduler_info()["workers"].values())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     from sdlib.errors import DeviceUnavailableError
 
-    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU is visible"), sweep.dask_client(gpus=True):
+    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU is visible"), cluster.dask_client(gpus=True):
         pass

@@ -2,9 +2,9 @@
 
 A chapter builds one :class:`Claims` and records each statement with :meth:`Claims.check` (or
 :meth:`Claims.sensitivity`, :meth:`Claims.observe`). The caller passes what was *measured* and a
-:class:`Criterion` (``at_most(1e-9, why="float64 round-off")``); the ledger applies the criterion,
-derives the verdict and formats the measurement itself. There is no argument through which a verdict
-or a measured string could be typed in.
+:class:`Criterion` (``at_most(1e-9, why="float64 round-off")``, from :mod:`sdlib.chapters.criteria`,
+re-exported here); the ledger applies the criterion, derives the verdict and formats the measurement
+itself. There is no argument through which a verdict or a measured string could be typed in.
 
 Kinds of claims (:data:`KINDS`):
 
@@ -26,6 +26,11 @@ Kinds of claims (:data:`KINDS`):
 ``observation``
     Ours, beyond the paper: a measured number with no verdict.
 
+Limits (``τ → ∞``) are checked on a finite chain of steps: :func:`tends_to` adds the verdict
+``unconverged`` (⟳, "not converged within N steps") for a chain whose last step is still too far
+from its own limit to tell whether that limit is the claimed one. It is not a failure of the
+statement, and a summary counts it apart.
+
 Modes (:data:`MODES`): in ``"assert"`` mode (the paper's parameters, the default) a claim whose
 verdict differs from ``expect`` raises :class:`ClaimFailed` after printing its line, so that the
 book cannot state an outcome that the computation no longer gives; in ``"report"`` mode (a chapter
@@ -45,6 +50,7 @@ criterion are compared exactly.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +58,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sdlib.chapters.criteria import (
+    STATUS,
+    Criterion,
+    at_least,
+    at_most,
+    ci_below,
+    ci_within,
+    equal_to,
+    fmt_number,
+    monotone,
+    rounds_to,
+    tends_to,
+    within,
+)
 
 __all__ = [
     "KINDS",
@@ -73,6 +94,7 @@ __all__ = [
     "rounds_to",
     "status_key",
     "table_key",
+    "tends_to",
     "value_key",
     "within",
 ]
@@ -80,267 +102,8 @@ __all__ = [
 KINDS = ("paper", "external", "standin", "sensitivity", "observation")
 MODES = ("assert", "report")
 
-#: Verdict symbols. ``holds``/``fails`` for every kind with a verdict; for stand-ins also ``differs``
-#: (a significant difference, its size against the margin unresolved) and ``inconclusive``;
-#: ``depends`` for a sensitivity claim that holds for some readings only, ``none`` for observations.
-STATUS = {"holds": "✓", "fails": "✗", "differs": "≠", "inconclusive": "?", "depends": "◐", "none": "·"}
-
-
 class ClaimFailed(AssertionError):
     """In assert mode, a claim's derived verdict is not the one the chapter expects."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Criteria
-
-
-def _fmt_number(x: Any, spec: str | None = None) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x)) if spec is None else format(int(x), spec)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        if spec is not None:
-            return format(x, spec)
-        if x == 0.0 or not math.isfinite(x):
-            return str(x)
-        return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
-    return str(x)
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """A test applied to a measured value, with the reason for its threshold.
-
-    ``test(value)`` returns a verdict (``"holds"``, ``"fails"``, ``"differs"`` or
-    ``"inconclusive"``); ``summary(value)`` is the number the verdict rests on (the largest error,
-    the worst step change), printed as the measurement (by ``show`` when given); ``text`` states
-    the test (``"≤ 1e-09"``) and ``why`` the reason in a few words.
-    """
-
-    text: str
-    why: str
-    test: Callable[[Any], str]
-    summary: Callable[[Any], Any] = lambda v: v
-    fmt: str | None = None
-    show: Callable[[Any, str | None], str] | None = None
-
-    def describe(self) -> str:
-        return f"{self.text} ({self.why})" if self.why else self.text
-
-    def measure(self, value: Any) -> tuple[str, Any]:
-        """``(verdict, summary value)`` for a measured value; NaN never holds."""
-        s = self.summary(value)
-        if isinstance(s, (float, np.floating)) and not math.isfinite(float(s)):
-            return "fails", s
-        return self.test(value), s
-
-    def format(self, summary: Any) -> str:
-        if self.show is not None:
-            return self.show(summary, self.fmt)
-        if isinstance(summary, tuple):
-            return "[" + ", ".join(_fmt_number(x, self.fmt) for x in summary) + "]"
-        return _fmt_number(summary, self.fmt)
-
-
-def _check_why(why: str) -> str:
-    if not isinstance(why, str) or not why.strip():
-        raise ValueError("a criterion needs why=: a few words on why its threshold is what it is")
-    return why.strip()
-
-
-def _verdict(ok: bool) -> str:
-    return "holds" if ok else "fails"
-
-
-def at_most(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
-    """The measured value (a number, or the largest entry of an array) is ``<= limit``."""
-    limit = float(limit)
-    return Criterion(f"≤ {_fmt_number(limit)}", _check_why(why), lambda v: _verdict(_max(v) <= limit), _max, fmt)
-
-
-def at_least(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
-    """The measured value (a number, or the smallest entry of an array) is ``>= limit``."""
-    limit = float(limit)
-    return Criterion(f"≥ {_fmt_number(limit)}", _check_why(why), lambda v: _verdict(_min(v) >= limit), _min, fmt)
-
-
-def within(low: float, high: float, *, why: str, fmt: str | None = None) -> Criterion:
-    """Every entry of the measured value lies in ``[low, high]``; prints the entry farthest out."""
-    low, high = float(low), float(high)
-    if not low <= high:
-        raise ValueError(f"within needs low <= high, got low={low!r}, high={high!r}")
-    mid = (low + high) / 2
-
-    def worst(v: Any) -> float:
-        a = np.asarray(v, dtype=float).ravel()
-        if a.size == 0:
-            return float("nan")
-        return float(a[np.argmax(np.abs(a - mid))])
-
-    return Criterion(f"in [{_fmt_number(low)}, {_fmt_number(high)}]", _check_why(why),
-                     lambda v: _verdict(low <= worst(v) <= high), worst, fmt)
-
-
-def equal_to(target: int, *, why: str) -> Criterion:
-    """An integer count (of steps, of sign changes, of factorisations) equals ``target`` exactly."""
-    target = int(target)
-
-    def count(v: Any) -> int:
-        return int(v)
-
-    return Criterion(f"= {target}", _check_why(why), lambda v: _verdict(count(v) == target), count)
-
-
-def monotone(direction: str, *, strict: bool = True, tol: float = 0.0, axis: int = 0, why: str,
-             fmt: str | None = None) -> Criterion:
-    """The measured array changes in one ``direction`` ("increasing"/"decreasing") along ``axis``.
-
-    The summary is the worst consecutive change in the wrong direction: for ``"decreasing"`` the
-    largest ``x[t+1] - x[t]``, which must be ``< -tol`` (strict) or ``<= tol`` (not strict).
-    """
-    if direction not in ("increasing", "decreasing"):
-        raise ValueError(f"direction must be 'increasing' or 'decreasing', got direction={direction!r}")
-    sign = 1.0 if direction == "decreasing" else -1.0
-
-    def worst(v: Any) -> float:
-        a = np.asarray(v, dtype=float)
-        if a.shape[axis] < 2:
-            return float("nan")
-        return float(np.max(sign * np.diff(a, axis=axis)))
-
-    def test(v: Any) -> str:
-        w = worst(v)
-        return _verdict(w < -tol if strict else w <= tol)
-
-    word = ("strictly " if strict else "") + direction + (f" (tolerance {_fmt_number(tol)})" if tol else "")
-    label = "largest step increase" if direction == "decreasing" else "smallest step increase"
-    return Criterion(f"{word}; measured: {label}", _check_why(why), test, lambda v: sign * worst(v), fmt)
-
-
-def ci_within(margin: float, *, why: str, level: float = 0.95, fmt: str | None = None) -> Criterion:
-    """An equivalence test of a difference against the margin ``±margin``, with four outcomes.
-
-    The measured value is a mapping with two confidence intervals of the same difference:
-    ``"tost"``, the two-sided interval at level ``2 * level - 1`` (90 % for ``level = 0.95``), and
-    ``"ci"``, the two-sided interval at ``level`` (95 %); the tests are at ``1 - level`` (5 %).
-
-    * ``holds`` (✓, equivalent): the ``"tost"`` interval lies inside ``[-margin, margin]``. This
-      is the two one-sided tests (TOST) of Schuirmann (1987) at ``1 - level``: each one-sided test
-      at 5 % is the corresponding bound of the 90 % interval.
-    * ``fails`` (✗, not equivalent): the ``"ci"`` interval lies entirely outside the band, so
-      that a difference larger than the margin is shown at ``1 - level``.
-    * ``differs`` (≠, significant, margin not resolved): neither of the above, and the ``"ci"``
-      interval excludes 0, so that the difference is significant at ``1 - level`` (its sign says
-      in which direction) but whether it exceeds the margin is not shown.
-    * ``inconclusive`` (?): neither, and the ``"ci"`` interval contains 0.
-
-    The summary printed is the pair of intervals.
-    """
-    margin, level = float(margin), float(level)
-    if not margin > 0:
-        raise ValueError(f"ci_within needs margin > 0, got margin={margin!r}")
-    if not 0.5 < level < 1:
-        raise ValueError(f"ci_within needs level in (0.5, 1), got level={level!r}")
-
-    def intervals(v: Any) -> tuple[float, float, float, float]:
-        if not isinstance(v, Mapping) or set(v) != {"tost", "ci"}:
-            raise ValueError("ci_within needs measured={'tost': (low, high), 'ci': (low, high)}: the "
-                             f"{2 * level - 1:.0%} and the {level:.0%} interval, got {v!r}")
-        (tl, th), (cl, ch) = ((float(x) for x in v[k]) for k in ("tost", "ci"))
-        if not all(map(math.isfinite, (tl, th, cl, ch))):
-            return tl, th, cl, ch          # fewer than two seeds: nothing can be decided
-        if not (tl <= th and cl <= ch):
-            raise ValueError(f"ci_within needs intervals (low, high) with low <= high, got {v!r}")
-        if not (cl <= tl and th <= ch):
-            raise ValueError(f"ci_within: the {2 * level - 1:.0%} interval must lie inside the {level:.0%} "
-                             f"one (were they swapped?), got {v!r}")
-        return tl, th, cl, ch
-
-    def test(v: Any) -> str:
-        tl, th, cl, ch = intervals(v)
-        if not all(map(math.isfinite, (tl, th, cl, ch))):
-            return "inconclusive"
-        if -margin <= tl and th <= margin:
-            return "holds"
-        if cl > margin or ch < -margin:
-            return "fails"
-        if cl > 0 or ch < 0:
-            return "differs"
-        return "inconclusive"
-
-    def show(s: tuple[float, ...], spec: str | None) -> str:
-        f = lambda x: _fmt_number(x, spec)  # noqa: E731
-        return (f"{2 * level - 1:.0%} [{f(s[0])}, {f(s[1])}]; {level:.0%} [{f(s[2])}, {f(s[3])}]")
-
-    t, c, a = f"{2 * level - 1:.0%}", f"{level:.0%}", f"{1 - level:.0%}"
-    text = (f"equivalence within ±{_fmt_number(margin)} at {a}: ✓ {t} interval inside (TOST); "
-            f"✗ {c} interval outside; ≠ {c} interval excludes 0 (significant, margin unresolved); "
-            "? otherwise")
-    return Criterion(text, _check_why(why), test, intervals, fmt, show)
-
-
-def ci_below(limit: float, *, why: str, fmt: str | None = None) -> Criterion:
-    """A confidence interval ``(low, high)`` of an effect lies below ``limit``: ``holds`` when
-    ``high < limit`` (the effect is shown to be below it), ``fails`` when ``low > limit`` (shown to be
-    above it), ``inconclusive`` otherwise (the interval contains ``limit``; for stand-ins)."""
-    limit = float(limit)
-
-    def bounds(v: Any) -> tuple[float, float]:
-        lo, hi = (float(x) for x in v)
-        if lo > hi:
-            raise ValueError(f"ci_below needs an interval (low, high) with low <= high, got {v!r}")
-        return lo, hi
-
-    def test(v: Any) -> str:
-        lo, hi = bounds(v)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return "inconclusive"
-        return "holds" if hi < limit else "fails" if lo > limit else "inconclusive"
-
-    return Criterion(f"interval below {_fmt_number(limit)}: ✓ its upper end below, ✗ its lower end above, "
-                     "? otherwise", _check_why(why), test, bounds, fmt)
-
-
-def rounds_to(printed: str | Sequence[str], *, why: str) -> Criterion:
-    """Each measured number rounds to its ``printed`` decimal string: ``|x - p|`` is at most half a
-    unit of ``p``'s last printed decimal (``"0.16477"``: 5e-06), the most a printed number can say.
-
-    The summary is the largest ``|x - p|`` in units of that half-unit, which must be ``<= 1``.
-    """
-    texts = [printed] if isinstance(printed, str) else list(printed)
-    if not texts:
-        raise ValueError("rounds_to needs at least one printed number, got printed=[]")
-    values, halves = [], []
-    for t in texts:
-        try:
-            values.append(float(t))
-        except (TypeError, ValueError):
-            raise ValueError(f"rounds_to needs decimal strings, got printed={t!r}") from None
-        decimals = len(t.split(".")[1]) if "." in t else 0
-        halves.append(0.5 * 10.0 ** -decimals)
-    p, h = np.array(values), np.array(halves)
-
-    def worst(v: Any) -> float:
-        x = np.asarray(v, dtype=float).ravel()
-        if x.shape != p.shape:
-            raise ValueError(f"rounds_to: {x.size} measured numbers for {p.size} printed ones")
-        return float(np.max(np.abs(x - p) / h))
-
-    shown = ", ".join(texts) if len(texts) <= 3 else f"{texts[0]}, ..., {texts[-1]} ({len(texts)} numbers)"
-    return Criterion(f"rounds to the printed {shown}; measured: largest |x - p| in half-units of the last "
-                     "printed decimal, ≤ 1", _check_why(why), lambda v: _verdict(worst(v) <= 1.0), worst, ".2f")
-
-
-def _max(v: Any) -> float:
-    a = np.asarray(v, dtype=float)
-    return float(np.max(a)) if a.size else float("nan")
-
-
-def _min(v: Any) -> float:
-    a = np.asarray(v, dtype=float)
-    return float(np.min(a)) if a.size else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,6 +150,22 @@ def read_ledger(value: Any) -> list[dict[str, Any]]:
     raise ValueError(f"not a claims ledger: {type(value).__name__}")
 
 
+@functools.cache
+def _claims_frame() -> type:
+    """A DataFrame that displays whole and without its index (pandas imported on first use: the
+    command line imports this module and must start without it)."""
+    import pandas as pd
+
+    class ClaimsFrame(pd.DataFrame):
+        def _repr_html_(self) -> str:
+            return self.style.hide(axis="index").format(escape="html").to_html()
+
+        def __repr__(self) -> str:
+            return self.to_string(index=False, max_colwidth=None)
+
+    return ClaimsFrame
+
+
 # ------------------------------------------------------------------------------------------------
 # The ledger
 
@@ -420,6 +199,10 @@ class Claim:
         }
 
 
+def _fmt_reading(r: Any) -> str:
+    return f"{r:g}" if isinstance(r, (int, float)) and not isinstance(r, bool) else str(r)
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, (np.generic,)):
         x = x.item()
@@ -445,6 +228,8 @@ class Claims:
     chapter: str = ""
     mode: str = "assert"
     items: list[Claim] = field(default_factory=list)
+    #: Values kept by :meth:`glue_values` for :meth:`glue`, by glue key.
+    pending: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -475,8 +260,8 @@ class Claims:
         allowed = ("holds", "fails", "differs", "inconclusive") if kind == "standin" else ("holds", "fails")
         if expect not in allowed:
             raise ValueError(f"expect must be one of {allowed} for kind={kind!r}, got expect={expect!r}")
-        verdict, summary = criterion.measure(measured)
-        claim = Claim(key, kind, statement, where, verdict, criterion.format(summary), criterion.describe(),
+        verdict, summary, text = criterion.report(measured)
+        claim = Claim(key, kind, statement, where, verdict, text, criterion.describe(),
                       setting=setting, value=summary)
         return self._add(claim, expect)
 
@@ -502,14 +287,14 @@ class Claims:
                 raise TypeError(f"criterion must be a Criterion or return one, got {crit!r}")
             if crit.describe() not in texts:
                 texts.append(crit.describe())
-            verdict, summary = crit.measure(m)
-            readings.append({"reading": _jsonable(v), "measured": crit.format(summary),
+            verdict, _, shown = crit.report(m)
+            readings.append({"reading": _jsonable(v), "measured": shown,
                              "holds": verdict == "holds"})
         held = [r for r in readings if r["holds"]]
         verdict = "holds" if len(held) == len(readings) else ("fails" if not held else "depends")
-        where_held = ", ".join(_fmt_number(r["reading"]) for r in held) or "none"
+        where_held = ", ".join(fmt_number(r["reading"]) for r in held) or "none"
         measured_text = f"holds for {reading} = {where_held} of " + ", ".join(
-            f"{_fmt_number(r['reading'])} ({r['measured']})" for r in readings)
+            f"{fmt_number(r['reading'])} ({r['measured']})" for r in readings)
         claim = Claim(key, "sensitivity", statement, where, verdict, measured_text, "; ".join(texts),
                       setting=f"reading: {reading}", value=[r["holds"] for r in readings], readings=readings)
         return self._add(claim, None)
@@ -518,7 +303,7 @@ class Claims:
                 setting: str = "") -> Claim:
         """Record an ``observation`` (ours, beyond the paper): a measured value, no verdict."""
         summary = measured if not isinstance(measured, np.ndarray) else float(np.max(measured))
-        claim = Claim(key, "observation", statement, where, "none", _fmt_number(summary, fmt), "", setting=setting,
+        claim = Claim(key, "observation", statement, where, "none", fmt_number(summary, fmt), "", setting=setting,
                       value=summary)
         return self._add(claim, None)
 
@@ -556,6 +341,15 @@ class Claims:
                 return c
         raise KeyError(f"no claim {key!r} in {self.prefix}")
 
+    def held(self, key: str) -> str:
+        """The readings at which the sensitivity claim ``key`` holds, as text for the prose
+        (``"0.25, 0.1"``; ``"none"`` when it holds at none)."""
+        claim = self[key]
+        if claim.kind != "sensitivity":
+            raise ValueError(f"held() reads a sensitivity claim, but {self.prefix}.{key} is kind={claim.kind!r}")
+        ok = [_fmt_reading(r["reading"]) for r in claim.readings if r["holds"]]
+        return ", ".join(ok) or "none"
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per kind, how many claims have each verdict."""
         out: dict[str, dict[str, int]] = {}
@@ -565,10 +359,11 @@ class Claims:
         return out
 
     def table(self):  # type: ignore[no-untyped-def]
-        """The claims as a :class:`pandas.DataFrame` (one row each), for the reproduction report."""
-        import pandas as pd
+        """The claims as a :class:`pandas.DataFrame` (one row each), for the reproduction report.
 
-        return pd.DataFrame([
+        Shown in a notebook (Jupyter, Colab) it reads whole: no index column and no cell cut to
+        pandas' 50 characters (the statement and the criterion are the point of the table)."""
+        return _claims_frame()([
             {"claim": c.statement,
              "kind": c.kind + (f" ({c.setting})" if c.kind in ("standin", "external") else ""),
              "where": c.where, "measured": c.measured, "criterion": c.criterion, "verdict": c.status}
@@ -578,10 +373,33 @@ class Claims:
     def ledger(self) -> list[dict[str, Any]]:
         return [{**c.record(), "chapter": self.chapter, "prefix": self.prefix} for c in self.items]
 
+    def glue_values(self, **values: Any) -> None:
+        """Keep each value to be glued as ``PREFIX_NAME`` for the prose (the ``glue:text`` role)
+        by :meth:`glue`: numpy scalars as plain numbers (myst-nb's format specs need them), a
+        matplotlib figure as its image (for ``{glue:figure}``; the figure is closed at once, so that
+        the cell does not show it). Nothing is output here: a claim cell compared by nbval shows only
+        its claims' lines, never numbers or images that differ from one machine to the next."""
+        for name, value in values.items():
+            key = value_key(self.prefix, name)
+            if any(c.key == name for c in self.items) or key in self.pending:
+                raise ValueError(f"{key} is glued twice (a claim or an earlier value); give the value another name")
+            if hasattr(value, "savefig"):
+                import matplotlib.pyplot as plt
+
+                plt.close(value)
+            elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+                value = value.item()
+            self.pending[key] = value
+
     def glue(self) -> None:
-        """Glue the table, the ledger (JSON) and each claim's value and verdict (see the keys above)."""
+        """Glue the table, the ledger (JSON), each claim's value and verdict (see the keys above) and the
+        values kept by :meth:`glue_values`; call it once, in a cell that nbval does not compare."""
         from myst_nb import glue
 
+        for key, value in self.pending.items():
+            if any(value_key(self.prefix, c.key) == key for c in self.items):
+                raise ValueError(f"{key} is the glue key of a claim recorded after the value; rename the value")
+            glue(key, value, display=False)
         table = self.table().style.hide(axis="index").format(escape="html")
         glue(table_key(self.prefix), table, display=False)
         glue(ledger_key(self.prefix), json.dumps(self.ledger(), ensure_ascii=False), display=False)

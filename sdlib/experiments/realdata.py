@@ -143,6 +143,96 @@ def run_split(data: Dataset, seed: int, **options: object) -> dict[str, float]:
         return split_scores(data, seed, **options)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class _Split:
+    """One random split, standardised on its training part ``D`` (``D'`` and ``V`` inside it)."""
+
+    XD: FloatArray
+    YD: FloatArray
+    Xt: FloatArray
+    Yt: FloatArray
+    Dp: NDArray[np.intp]
+    V: NDArray[np.intp]
+    gamma: float
+
+    def model(self, X: FloatArray, Y: FloatArray, lam: float) -> KernelSelfDistillation:
+        return KernelSelfDistillation(gamma=self.gamma, lam=lam).fit(X, Y)
+
+
+def _make_split(data: Dataset, rng: np.random.Generator, gamma_scale: float, train_frac: float,
+                n_max: int, n_test_max: int, val_frac: float) -> _Split:
+    if not 0 < train_frac < 1 or not 0 < val_frac < 1:
+        raise ValueError(f"train_frac and val_frac must be in (0, 1), got {train_frac!r}, {val_frac!r}")
+    m = data.X.shape[0]
+    idx = rng.permutation(m)
+    n = min(int(round(train_frac * m)), n_max)
+    D, test = idx[:n], idx[n:n + n_test_max]
+    mu, sd = data.X[D].mean(axis=0), data.X[D].std(axis=0)
+    sd[sd == 0] = 1.0
+    X = (data.X - mu) / sd
+    Y = data.Y - data.Y[D].mean(axis=0)
+    nv = int(round(val_frac * n))
+    # D' and V as positions within D (D is random already)
+    return _Split(X[D], Y[D], X[test], Y[test], np.arange(nv, n), np.arange(nv), gamma_scale / X.shape[1])
+
+
+def _krr_contenders(sp: _Split, lams: FloatArray, folds: int, rng: np.random.Generator,
+                    out: dict[str, float]) -> tuple[float, float]:
+    """KRR with lam by GCV and by CV, and the oracle lam: every lam from one eigendecomposition."""
+    K = rbf_kernel(sp.XD, gamma=sp.gamma)
+    lam_gcv = krr_lams_gcv(K, sp.YD, lams)
+    lam_cv = krr_lams_cv(K, sp.YD, lams, folds, rng)
+    lam_p = krr_lams_gcv(K[np.ix_(sp.Dp, sp.Dp)], sp.YD[sp.Dp], lams)
+    out.update({"lam GCV": lam_gcv, "lam CV": lam_cv, "lam GCV on D'": lam_p})
+    d, Vec, z = _spectral(K, sp.YD)
+    P = rbf_kernel(sp.Xt, sp.XD, gamma=sp.gamma) @ Vec
+    test_mse = np.array([_mse(P @ (z / (d + lam)[:, None]), sp.Yt) for lam in lams])
+    out["KRR, lam by GCV"] = float(test_mse[int(np.flatnonzero(lams == lam_gcv)[0])])
+    out["KRR, lam by CV"] = float(test_mse[int(np.flatnonzero(lams == lam_cv)[0])])
+    out["oracle: KRR, test-best lam"] = float(test_mse.min())
+    return lam_gcv, lam_p
+
+
+def _sd_contenders(sp: _Split, lam_gcv: float, lam_p: float, steps: int, n_gcv: Callable[[], int],
+                   out: dict[str, float]) -> None:
+    """Self-distillation at lam by GCV: weights by GCV, by a hold-out split, and the oracle."""
+    teacher = sp.model(sp.XD, sp.YD, lam_gcv)
+    for method in ("gcv", "gcv_joint"):
+        before = n_gcv()
+        a, F = teacher.optimal_path(sp.Xt, steps=steps, method=method)
+        out[f"SD, alpha by {method.upper().replace('_', ' ')}"] = _mse(F[-1], sp.Yt)
+        out[f"alpha {method} (last)"] = float(a[-1])
+        out[f"alpha: {method} warned"] = float(n_gcv() > before)
+    a, F = teacher.optimal_path(sp.Xt, sp.Xt, sp.Yt, steps=steps, method="joint")
+    out["oracle: SD, test-optimal joint weights"] = _mse(F[-1], sp.Yt)
+    held = sp.model(sp.XD[sp.Dp], sp.YD[sp.Dp], lam_p)
+    out["KRR on D', lam by GCV"] = _mse(held.predict(sp.Xt), sp.Yt)
+    for method, label in (("greedy", "SD on D', Algorithm 1 alpha* on V"),
+                          ("joint", "SD on D', joint weights on V")):
+        a, F = held.optimal_path(sp.Xt, sp.XD[sp.V], sp.YD[sp.V], steps=steps, method=method)
+        out[label] = _mse(F[-1], sp.Yt)
+    out["alpha* (last)"] = float(a[-1])
+
+
+def _bad_lam_contenders(sp: _Split, lam_gcv: float, lam_p: float, factor: float, steps: int,
+                        n_gcv: Callable[[], int], out: dict[str, float]) -> None:
+    """The same contenders at a penalty chosen badly on purpose: ``factor`` times the GCV choice."""
+    tag = f"lam = {factor:g} x lam_GCV"
+    bad = sp.model(sp.XD, sp.YD, lam_gcv * factor)
+    out[f"KRR, {tag}"] = _mse(bad.predict(sp.Xt), sp.Yt)
+    before = n_gcv()
+    a, F = bad.optimal_path(sp.Xt, steps=steps, method="gcv")
+    out[f"alpha: gcv warned, {tag}"] = float(n_gcv() > before)
+    out[f"SD, {tag}, alpha by GCV"] = _mse(F[-1], sp.Yt)
+    out[f"alpha gcv, {tag} (last)"] = float(a[-1])
+    a, F = bad.optimal_path(sp.Xt, sp.Xt, sp.Yt, steps=steps, method="joint")
+    out[f"oracle: SD, {tag}, test-optimal joint weights"] = _mse(F[-1], sp.Yt)
+    bad_p = sp.model(sp.XD[sp.Dp], sp.YD[sp.Dp], lam_p * factor)
+    a, F = bad_p.optimal_path(sp.Xt, sp.XD[sp.V], sp.YD[sp.V], steps=steps, method="greedy")
+    out[f"SD on D', {tag}, Algorithm 1 alpha* on V"] = _mse(F[-1], sp.Yt)
+    out[f"alpha*, {tag} (last)"] = float(a[-1])
+
+
 def split_scores(
     data: Dataset,
     seed: int,
@@ -163,83 +253,23 @@ def split_scores(
     Returns ``{contender: test MSE}`` plus the chosen penalties and weights (keys starting with
     ``"lam "`` / ``"alpha "``).
     """
-    if not 0 < train_frac < 1 or not 0 < val_frac < 1:
-        raise ValueError(f"train_frac and val_frac must be in (0, 1), got {train_frac!r}, {val_frac!r}")
-    lams = np.geomspace(1e-4, 1e2, 49) if lams is None else np.asarray(lams, dtype=float)
     rng = np.random.default_rng(seed)
-    m = data.X.shape[0]
-    idx = rng.permutation(m)
-    n = min(int(round(train_frac * m)), n_max)
-    D, test = idx[:n], idx[n:n + n_test_max]
-    mu, sd = data.X[D].mean(axis=0), data.X[D].std(axis=0)
-    sd[sd == 0] = 1.0
-    X = (data.X - mu) / sd
-    Y = data.Y - data.Y[D].mean(axis=0)
-    gamma = gamma_scale / X.shape[1]
-    XD, YD, Xt, Yt = X[D], Y[D], X[test], Y[test]
-    nv = int(round(val_frac * n))
-    Dp, V = np.arange(nv, n), np.arange(nv)  # D' and V as positions within D (D is random already)
-
-    def model(Xf: FloatArray, Yf: FloatArray, lam: float) -> KernelSelfDistillation:
-        return KernelSelfDistillation(gamma=gamma, lam=lam).fit(Xf, Yf)
-
-    K = rbf_kernel(XD, gamma=gamma)
+    sp = _make_split(data, rng, gamma_scale, train_frac, n_max, n_test_max, val_frac)
+    lams = np.geomspace(1e-4, 1e2, 49) if lams is None else np.asarray(lams, dtype=float)
     out: dict[str, float] = {}
-    lam_gcv = krr_lams_gcv(K, YD, lams)
-    lam_cv = krr_lams_cv(K, YD, lams, folds, rng)
-    lam_p = krr_lams_gcv(K[np.ix_(Dp, Dp)], YD[Dp], lams)
-    out.update({"lam GCV": lam_gcv, "lam CV": lam_cv, "lam GCV on D'": lam_p})
-
-    # KRR for every lam on the test set from one eigendecomposition: the baselines and the oracle
-    d, Vec, z = _spectral(K, YD)
-    P = rbf_kernel(Xt, XD, gamma=gamma) @ Vec
-    test_mse = np.array([_mse(P @ (z / (d + lam)[:, None]), Yt) for lam in lams])
-    out["KRR, lam by GCV"] = float(test_mse[int(np.flatnonzero(lams == lam_gcv)[0])])
-    out["KRR, lam by CV"] = float(test_mse[int(np.flatnonzero(lams == lam_cv)[0])])
-    out["oracle: KRR, test-best lam"] = float(test_mse.min())
-
+    lam_gcv, lam_p = _krr_contenders(sp, lams, folds, rng, out)
     # GCV without a minimiser (GCVWarning: that step keeps alpha = 1, or the joint rule falls back
     # on the greedy one) and degenerate eq. (16) are counted, not printed 100 times
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", gcv.GCVWarning)
         warnings.simplefilter("always", theory.DegenerateAlphaWarning)
+
         def n_gcv() -> int:
             return sum(issubclass(w.category, gcv.GCVWarning) for w in caught)
 
-        teacher = model(XD, YD, lam_gcv)
-        for method in ("gcv", "gcv_joint"):
-            before = n_gcv()
-            a, F = teacher.optimal_path(Xt, steps=steps, method=method)
-            out[f"SD, alpha by {method.upper().replace('_', ' ')}"] = _mse(F[-1], Yt)
-            out[f"alpha {method} (last)"] = float(a[-1])
-            out[f"alpha: {method} warned"] = float(n_gcv() > before)
-        a, F = teacher.optimal_path(Xt, Xt, Yt, steps=steps, method="joint")
-        out["oracle: SD, test-optimal joint weights"] = _mse(F[-1], Yt)
-
-        held = model(XD[Dp], YD[Dp], lam_p)
-        out["KRR on D', lam by GCV"] = _mse(held.predict(Xt), Yt)
-        for method, label in (("greedy", "SD on D', Algorithm 1 alpha* on V"),
-                              ("joint", "SD on D', joint weights on V")):
-            a, F = held.optimal_path(Xt, XD[V], YD[V], steps=steps, method=method)
-            out[label] = _mse(F[-1], Yt)
-        out["alpha* (last)"] = float(a[-1])
-
+        _sd_contenders(sp, lam_gcv, lam_p, steps, n_gcv, out)
         for factor in bad_factors:
-            lam_b = lam_gcv * factor
-            tag = f"lam = {factor:g} x lam_GCV"
-            bad = model(XD, YD, lam_b)
-            out[f"KRR, {tag}"] = _mse(bad.predict(Xt), Yt)
-            before = n_gcv()
-            a, F = bad.optimal_path(Xt, steps=steps, method="gcv")
-            out[f"alpha: gcv warned, {tag}"] = float(n_gcv() > before)
-            out[f"SD, {tag}, alpha by GCV"] = _mse(F[-1], Yt)
-            out[f"alpha gcv, {tag} (last)"] = float(a[-1])
-            a, F = bad.optimal_path(Xt, Xt, Yt, steps=steps, method="joint")
-            out[f"oracle: SD, {tag}, test-optimal joint weights"] = _mse(F[-1], Yt)
-            bad_p = model(XD[Dp], YD[Dp], lam_p * factor)
-            a, F = bad_p.optimal_path(Xt, XD[V], YD[V], steps=steps, method="greedy")
-            out[f"SD on D', {tag}, Algorithm 1 alpha* on V"] = _mse(F[-1], Yt)
-            out[f"alpha*, {tag} (last)"] = float(a[-1])
+            _bad_lam_contenders(sp, lam_gcv, lam_p, factor, steps, n_gcv, out)
     out["alpha: eq. (16) degenerate"] = float(
         sum(issubclass(w.category, theory.DegenerateAlphaWarning) for w in caught))
     return out

@@ -8,13 +8,16 @@ The names are the notebook's papermill parameters (``notebooks/section5_deep.md`
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from sdlib.errors import UsageError
+from sdlib.provenance import read_yaml
 
-__all__ = ["ExperimentConfig", "DATASETS", "ARCHS", "BATCHNORM_ARCHS", "OPTIMIZERS", "load_config", "chain_name"]
+__all__ = ["ExperimentConfig", "DATASETS", "ARCHS", "BATCHNORM_ARCHS", "OPTIMIZERS", "load_experiment", "load_config",
+           "chain_name"]
 
 DATASETS = ("cifar10", "fashion_mnist", "digits")
 ARCHS = (
@@ -45,7 +48,7 @@ class ExperimentConfig:
     architectures only, i.e. ``small_cnn`` and ``small_cnn_spatial``; a ResNet is rejected here,
     before anything is trained); each model still sees batches of ``batch_size``.
     ``amp``: ``"bf16"`` autocast on CUDA (ignored on CPU: a CPU run is fp32), or ``"none"`` (fp32,
-    TF32 off: :func:`sdlib.nn.train.configure_precision`).
+    TF32 off: :func:`sdlib.nn.fitting.configure_precision`).
 
     Invalid values raise :class:`sdlib.errors.UsageError` (a ``ValueError``) naming the parameter.
     """
@@ -82,6 +85,13 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Raise :class:`~sdlib.errors.UsageError` naming the parameter and its value for anything out of range."""
+        self._check_types()
+        self._check_numbers()
+        self._check_lists()
+        self._check_sizes_and_device()
+
+    def _check_types(self) -> None:
+        """The flags are bools, the names strings, data_dir a path or None, split_seed an int >= 0."""
         # YAML reads `augment: "false"` (quoted) as a string, which Python would take as true
         for name in ("download", "augment", "alpha_hat_clip", "chains_together", "channels_last", "compile",
                      "progress"):
@@ -96,6 +106,9 @@ class ExperimentConfig:
             raise UsageError(f"data_dir must be a path or null, got data_dir={self.data_dir!r}")
         if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool) or self.split_seed < 0:
             raise UsageError(f"split_seed must be a non-negative int, got split_seed={self.split_seed!r}")
+
+    def _check_numbers(self) -> None:
+        """dataset, arch and optimizer known; counts positive ints; lr, weight_decay, momentum finite >= 0."""
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset={self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
         if self.arch not in ARCHS:
@@ -112,6 +125,9 @@ class ExperimentConfig:
                 raise UsageError(f"{name} must be a finite number >= 0, got {name}={v!r}")
         if self.lr <= 0:
             raise UsageError(f"lr must be > 0, got lr={self.lr!r}")
+
+    def _check_lists(self) -> None:
+        """alphas and seeds: lists of distinct values in range (stored as lists, alphas as floats)."""
         if not isinstance(self.alphas, (list, tuple)):
             raise UsageError(f"alphas must be a list of numbers, got alphas={self.alphas!r}")
         if any(not isinstance(a, (int, float)) or isinstance(a, bool) for a in self.alphas):
@@ -129,6 +145,9 @@ class ExperimentConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise UsageError(f"seeds must be distinct, got seeds={self.seeds!r}")
         self.seeds = list(self.seeds)
+
+    def _check_sizes_and_device(self) -> None:
+        """Split sizes, amp, device, and chains_together only without BatchNorm."""
         for name in ("n_train", "n_test"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -162,12 +181,15 @@ class ExperimentConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def load_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
+def load_experiment(path: str | Path, **overrides: Any) -> ExperimentConfig:
     """Read a YAML parameter file (``configs/*.yaml``), apply ``overrides``, validate."""
-    from sdlib.chapters.runner import read_yaml  # the one YAML reader: one-line errors (missing, not UTF-8, not YAML)
+    d = read_yaml(path, what="config file", hint="give a YAML file such as configs/smoke_cpu.yaml")
+    return ExperimentConfig.from_dict({**d, **overrides})
 
-    d = read_yaml(path, what="config file", hint="give a YAML file such as configs/smoke_cpu.yaml") or {}
-    if not isinstance(d, dict):
-        raise UsageError(f"config file {str(path)!r} must hold a mapping 'name: value', found {type(d).__name__}")
-    d.update(overrides)
-    return ExperimentConfig.from_dict(d)
+
+def load_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
+    """Deprecated name of :func:`load_experiment` (``load_config`` also named the chapter runner's
+    reader of parameter files); warns :class:`DeprecationWarning`."""
+    warnings.warn("sdlib.nn.load_config is deprecated; use sdlib.nn.load_experiment", DeprecationWarning,
+                  stacklevel=2)
+    return load_experiment(path, **overrides)

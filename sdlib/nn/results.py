@@ -64,6 +64,24 @@ def load_run(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def committed_run(rel: str | Path) -> Path:
+    """The folder of a run committed to the companion's repository, ``rel`` from its root (e.g.
+    ``results/section5/NAME``): looked for from the working folder up (the book, the runner and
+    Colab's set-up cell run the chapters in ``notebooks/``), then beside the package (a clone or an
+    editable install). The package alone does not hold the committed runs: without the repository
+    this raises FileNotFoundError saying what to do."""
+    rel = Path(rel)
+    here = Path.cwd().resolve()
+    roots = [here, *list(here.parents)[:2], Path(__file__).resolve().parents[2]]
+    for root in roots:
+        if (root / rel / "results.json").is_file():
+            return root / rel
+    raise FileNotFoundError(
+        f"the committed run {rel.as_posix()}/results.json is part of the companion's repository, not of the "
+        "package sdlib: clone the repository and run this notebook in its notebooks/ folder, or set "
+        "results_dir to a run of your own (python -m sdlib train -f CONFIG -o OUTDIR)")
+
+
 def find_runs(root: str | Path) -> list[dict[str, Any]]:
     """Every Section 5 ``results.json`` below ``root`` (other files are skipped)."""
     out = []

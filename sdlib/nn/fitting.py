@@ -1,4 +1,7 @@
-"""Training one fit of eq. (18) (and, optionally, the fits of one step together), deterministic.
+"""Training one network on eq. (18) (and, optionally, the fits of one step together), deterministic.
+
+What a fit of the task graph does after training (scoring on three splits, its record, its
+checkpoint) is :func:`sdlib.nn.task.close_fit`; checkpoints are :mod:`sdlib.nn.checkpoints`.
 
 Every fit is seeded by one integer: the initialisation (global RNG, seeded just before the model is
 built) and the data order and augmentation (a ``torch.Generator`` on the data's device). A fit does
@@ -25,12 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,14 +42,8 @@ from sdlib.nn.data import DataBundle, Spec, augment, normalise
 from sdlib.nn.models import build_model, has_batchnorm
 from sdlib.nn.objective import distill_loss, l2_penalty
 
-__all__ = ["resolve_device", "fit", "fit_together", "predict_probs", "FitResult", "save_checkpoint",
-           "load_checkpoint", "CorruptCheckpointWarning", "precision", "configure_precision", "train_step",
-           "new_model", "StackedFits", "batches"]
-
-
-class CorruptCheckpointWarning(UserWarning):
-    """A checkpoint could not be read; the step it held is trained again."""
-
+__all__ = ["resolve_device", "fit", "fit_together", "predict_probs", "FitResult", "precision",
+           "configure_precision", "train_step", "new_model", "StackedFits", "batches"]
 
 @dataclass
 class FitResult:
@@ -105,7 +99,8 @@ def _prepare(x: torch.Tensor, spec: Spec, dev: torch.device, cfg: ExperimentConf
     return x
 
 
-def batches(data: DataBundle, cfg: ExperimentConfig, gen: torch.Generator, dev: torch.device):  # type: ignore[no-untyped-def]
+def batches(data: DataBundle, cfg: ExperimentConfig, gen: torch.Generator,
+            dev: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of training batches ``(x, y)``: a seeded permutation, augmented and normalised on ``dev``."""
     n = len(data.train)
     perm = torch.randperm(n, generator=gen, device=dev)
@@ -318,33 +313,3 @@ def predict_probs(model: nn.Module, x: torch.Tensor, spec: Spec, cfg: Experiment
         with _autocast(dev, cfg) if amp else contextlib.nullcontext():
             outs.append(torch.softmax(model(xb).float(), -1).cpu())
     return torch.cat(outs)
-
-
-def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (``torch.load(weights_only=True)``), None if absent; a file that
-    cannot be read gives a :class:`CorruptCheckpointWarning` and None (the step is retrained).
-    ``mmap``: map the tensors instead of reading them (to read only the record)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        if not isinstance(obj, dict) or "state_dict" not in obj or "record" not in obj:
-            raise ValueError("not a sdlib.nn checkpoint (no state_dict/record)")
-        return obj
-    except Exception as e:  # noqa: BLE001 - any unreadable file means: retrain this step
-        warnings.warn(f"checkpoint {path} is corrupt ({type(e).__name__}: {e}); retraining that step",
-                      CorruptCheckpointWarning, stacklevel=2)
-        return None
