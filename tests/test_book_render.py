@@ -45,6 +45,7 @@ sphinx:
     sdlib_book: {ext}
   config:
     sdlib_errata_doc: errata
+    math_eqref_format: "(E{{number}})"
 """
 TOC = """\
 format: jb-book
@@ -67,7 +68,14 @@ kernelspec:
   name: python3
 ---
 
-# A chapter
+# A chapter on $\\lambda$
+
+The chapter's own display, cited as {{eq}}`ch-own`:
+
+```{{math}}
+:label: ch-own
+x = \\lambda y
+```
 
 ```{{code-cell}} ipython3
 from sdlib.chapters.claims import Claims, at_most
@@ -91,7 +99,7 @@ ERRATA = """\
 (erratum-constant)=
 ## The constant
 
-It lacks a factor: {glue:text}`chapter.md::ch_bad_status:s`.
+It lacks a factor: {glue:text}`chapter.md::ch_bad_status:s`. See {doc}`chapter`.
 """
 REPORT = """\
 # Report
@@ -172,3 +180,20 @@ def test_claims_tables_render_whole_with_erratum_links(book: Path) -> None:
     (book / "errata.md").write_text("# Errata\n\nNothing yet.\n", encoding="utf8")
     code, log = _build(book)
     assert code != 0 and "ch.bad" in log and "add its erratum" in log, log[-3000:]
+
+
+def test_the_books_equation_numbers_and_math_in_link_texts(book: Path) -> None:
+    """A labelled display reads (E1) on its page and where it is cited, so that it cannot be taken
+    for the paper's eq. (1); a {doc} link to a page whose title has math shows math, not TeX."""
+    out = book / "_build" / "html"
+    if not (out / "chapter.html").exists():
+        code, log = _build(book)
+        assert code == 0, log[-4000:]
+    chapter = (out / "chapter.html").read_text(encoding="utf8")
+    assert re.search(r'<span class="eqno">\(E1\)', chapter), "the display's number is not (E1)"
+    assert re.search(r'<a class="reference internal" href="#equation-ch-own">\(E1\)</a>', chapter), \
+        "the {eq} reference does not read (E1)"
+    errata = (out / "errata.html").read_text(encoding="utf8")
+    link = re.search(r'<a class="reference internal" href="chapter.html">(.*?)</a>', errata, re.S)
+    assert link, "no link to the chapter on the errata page"
+    assert "$" not in link.group(1) and "math" in link.group(1), link.group(1)

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sdlib.krr import theory
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -95,19 +97,10 @@ class Figure2Frames:
 
     def index(self, lam: float, alpha: float) -> tuple[int, int]:
         """Indices of the grid values nearest to ``lam`` (on a log scale) and ``alpha``."""
-        i = int(np.argmin(np.abs(np.log(self.lams) - np.log(_positive("lam", lam)))))
+        i = int(np.argmin(np.abs(np.log(self.lams) - np.log(theory.check_lam(lam)))))
         j = int(np.argmin(np.abs(self.alphas - float(alpha))))
         return i, j
 
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
-    return v
 
 
 def _grid(name: str, values: ArrayLike, low: float, high: float, *, open_low: bool) -> NDArray[np.float64]:
@@ -146,7 +139,7 @@ def figure2_frames(
 
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got steps={steps!r}")
-    gamma = _positive("gamma", gamma)
+    gamma = theory.check_lam(gamma, "gamma")
     lam_grid = _grid("lams", lams, 0.0, np.inf, open_low=True)
     alpha_grid = _grid("alphas", alphas, 0.0, 1.0, open_low=False)
     X_arr = np.array(X, dtype=float).reshape(-1, 1)

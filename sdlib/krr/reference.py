@@ -25,7 +25,7 @@ from the engine they check.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import factorial
 
 import numpy as np
@@ -131,14 +131,21 @@ def distill_refits(
     """
     Phi, Phiq = feature_map(X, Xq, kernel, **params)
     y = np.asarray(y, float)
+    return _refit_chain(lambda y_prev, alpha: solve_problem1(Phi, y, y_prev, alpha, lam), Phi, Phiq, y, alphas)
+
+
+def _refit_chain(solve: Callable[[FloatArray, float], FloatArray], A: FloatArray, Aq: FloatArray,
+                 y: FloatArray, alphas: Sequence[float] | FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The chain of eqs. (3)-(5) by refits: ``w = solve(y^(tau-1), alpha^(tau))`` at every step, with
+    training predictions ``A w`` and query predictions ``Aq w`` (primal: features; dual: kernels)."""
     preds, trains = [], []
     y_prev = y
     for tau in range(len(alphas) + 1):
         alpha = 1.0 if tau == 0 else float(alphas[tau - 1])  # step 1: both targets are y
-        beta = solve_problem1(Phi, y, y_prev, alpha, lam)
-        y_prev = Phi @ beta
+        w = solve(y_prev, alpha)
+        y_prev = A @ w
         trains.append(y_prev)
-        preds.append(Phiq @ beta)
+        preds.append(Aq @ w)
     return np.array(preds), np.array(trains)
 
 
@@ -410,15 +417,7 @@ def dual_refits(
     y = np.asarray(y, float)
     Kq = K if Kq is None else np.asarray(Kq, float)
     H = K + lam * np.eye(K.shape[0])
-    preds, trains = [], []
-    y_prev = y
-    for tau in range(len(alphas) + 1):
-        a = 1.0 if tau == 0 else float(alphas[tau - 1])
-        c = linalg.solve(H, a * y + (1 - a) * y_prev, assume_a="pos")
-        y_prev = K @ c
-        trains.append(y_prev)
-        preds.append(Kq @ c)
-    return np.array(preds), np.array(trains)
+    return _refit_chain(lambda y_prev, a: linalg.solve(H, a * y + (1 - a) * y_prev, assume_a="pos"), K, Kq, y, alphas)
 
 
 def eq7_refits(

@@ -57,6 +57,7 @@ EVENTS = (
     ("doctree-read", claims_tables._note_claims_outputs, 500),
     ("doctree-read", html_fixes._unnumber_proofs, 500),
     ("doctree-read", html_fixes._tags_outside_split, 500),
+    ("doctree-read", html_fixes._book_equation_numbers, 500),
     ("doctree-read", reproduce._record_figures, 500),
     ("html-page-context", html_fixes._dedupe_scripts, 100),
     ("html-page-context", launch._notebook_buttons, 900),

@@ -16,9 +16,15 @@ r"""Features 4 to 7: fixes of the HTML that Sphinx, sphinx-proof and sphinx-theb
    ("\tag not allowed in split environment") and shows an error instead of eq. (14). Such a
    display with one ``\tag`` is written as ``\[\begin{split}...\end{split}\tag{N}\]``.
 
+Also: the book's own equation numbers. A labelled display of a chapter (``{math}`` with
+``:label:``) gets Sphinx's number, 1, 2, ... on its page, beside the paper's displays, which show the
+paper's numbers (``\tag{12}``). So that "(2)" cannot be read as the paper's eq. (2), the book's
+numbers read "(E1)", "(E2)", ... on the display (:func:`_book_equation_numbers`) and in every ``{eq}``
+reference (``math_eqref_format`` in _config.yml).
+
 Also: math in link texts. A ``{doc}`` link takes the page's title as plain text, so a title with
-math ("... with $\lambda/\alpha$") shows its TeX; the ``$...$`` of such a link text become math
-nodes again (:class:`MathInLinkTexts`).
+math ("... with $\lambda/\alpha$") shows its TeX: such a link gets the title's nodes, math included,
+and ``$...$`` in other link texts become math (:class:`MathInLinkTexts`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.nodes import clean_astext
 
 
 def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
@@ -116,11 +123,19 @@ _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
 
 class MathInLinkTexts(SphinxPostTransform):
-    """``$...$`` in the text of a resolved reference as math (after the references are resolved)."""
+    """Math in the text of a resolved reference (after the references are resolved): the title of a
+    ``{doc}`` link's page with its math, and ``$...$`` in other link texts."""
 
     default_priority = 900
 
     def apply(self, **kwargs: Any) -> None:
+        # a {doc} link's text is its page's title as plain text: the title's own nodes instead
+        with_math = {clean_astext(t): t for t in self.env.titles.values() if next(t.findall(nodes.math), None)}
+        for inline in list(self.document.findall(nodes.inline)):
+            title = with_math.get(inline.astext()) if "doc" in inline.get("classes", []) else None
+            if title is not None:
+                inline.children = []
+                inline.extend(child.deepcopy() for child in title.children)
         for ref in list(self.document.findall(nodes.reference)):
             for text in list(ref.findall(nodes.Text)):
                 value = str(text)
@@ -136,3 +151,15 @@ class MathInLinkTexts(SphinxPostTransform):
                 if pos < len(value):
                     parts.append(nodes.Text(value[pos:]))
                 text.parent.replace(text, parts)
+
+
+#: The prefix of the book's own equation numbers (``math_eqref_format`` in _config.yml: "(E{number})").
+EQUATION_PREFIX = "E"
+
+
+def _book_equation_numbers(app: Sphinx, doctree: nodes.document) -> None:
+    """A labelled display's number as the book's: "E1" rather than "1" (see the module docstring)."""
+    for node in doctree.findall(nodes.math_block):
+        number = node.get("number")
+        if number and not str(number).startswith(EQUATION_PREFIX):
+            node["number"] = f"{EQUATION_PREFIX}{number}"

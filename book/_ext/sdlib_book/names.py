@@ -70,7 +70,7 @@ def _equation_number(app: Sphinx, label: str) -> str | None:
     for node in doctree.findall(nodes.math_block) if doctree is not None else []:
         if node.get("label") == label and (m := _TAG.search(node.astext())):
             return f"({m[1]})"
-    return f"({number})" if number else None
+    return (app.config.math_eqref_format or "({number})").format(number=number) if number else None
 
 
 def _ref_title(app: Sphinx, label: str) -> str | None:
