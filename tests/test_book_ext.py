@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 #: The modules of the extension whose helpers these tests call.
-MODULES = ("launch", "export", "myst_markdown", "names", "claims_tables", "citation", "commands", "results_json")
+MODULES = ("launch", "export", "myst_markdown", "names", "claims_tables", "citation", "commands", "results_json",
+           "claims_summary")
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +208,13 @@ def test_claims_table_is_drawn_whole(ext: types.ModuleType) -> None:
     claims.check("bad", "a statement that does not hold as printed, long enough to be cut by pandas",
                  where="eq. (7)", measured=1.0, criterion=at_most(1e-9, why="float64 round-off"), expect="fails")
     glue = _ledger_glue(claims.ledger())
-    shown = claims.table()._repr_html_()
-    assert "..." in shown and "<th>0</th>" in shown  # what pandas shows: cut cells, an index
+    import pandas as pd
+
+    shown = pd.DataFrame(claims.table())._repr_html_()
+    assert "..." in shown and "<th>0</th>" in shown  # what plain pandas shows: cut cells, an index
+    live = claims.table()._repr_html_()  # what a chapter shows in Jupyter or Colab: whole, no index
+    assert long in live and "..." not in live and "<th>0</th>" not in live
+    assert ext.claims_output_prefix(live, glue) == "thm41"
     assert ext.claims_output_prefix(shown, glue) == "thm41"
     styled = claims.table().style.hide(axis="index").format(escape="html").to_html()  # the glued table
     assert ext.claims_output_prefix(styled, glue) == "thm41"
@@ -425,3 +431,19 @@ def test_benchmark_figure_is_a_scalable_svg(ext: types.ModuleType) -> None:
     assert svg != ext.benchmark_figure_svg(_bench_data(2.0, 1.0))
     with pytest.raises(KeyError):
         ext.benchmark_figure_svg({"sizes": {"rows": []}})
+
+
+def test_the_headline_sums_the_paper_columns(ext: types.SimpleNamespace) -> None:
+    """``{sdlib-claims-summary}`` with ``:headline:``: the paper claims' totals in one sentence,
+    counted from the same columns as the table (two chapters' counts, summed by hand here)."""
+    cs = sys.modules["sdlib_book.claims_summary"]  # imported with the modules of the fixture
+
+    heads = [h for h, _, _ in cs.SUMMARY_COLUMNS]
+    a = [0] * len(heads)
+    b = [0] * len(heads)
+    a[heads.index("Paper ✓")], a[heads.index("Paper ✗")], a[heads.index("Observations")] = 5, 1, 7
+    b[heads.index("Paper ✓")], b[heads.index("Stand-in ✓")] = 3, 2
+    text = cs._headline([("x", a), ("y", b)]).astext()
+    assert text == "8 of the paper's 9 claims checked at its setting reproduce (✓); 1 do not (✗)."
+    b[heads.index("Paper ⟳")] = 2
+    assert "and 2 did not converge within the steps taken (⟳)" in cs._headline([("x", a), ("y", b)]).astext()

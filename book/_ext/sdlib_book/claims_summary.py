@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
@@ -45,6 +46,8 @@ class ClaimsSummaryDirective(SphinxDirective):
     """``{sdlib-claims-summary}``: one notebook path (from the book root) per content line."""
 
     has_content = True
+    #: ``:headline:``: one sentence with the paper claims' totals instead of the table.
+    option_spec = {"headline": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         docs = []
@@ -59,7 +62,7 @@ class ClaimsSummaryDirective(SphinxDirective):
                     f"sdlib-claims-summary: no document {line!r}", line=self.lineno)]
             docs.append(doc)
         _note_deps(self.env, self.env.docname, docs)
-        node = claims_summary(docs=docs)
+        node = claims_summary(docs=docs, headline="headline" in self.options)
         self.set_source_info(node)
         return [node]
 
@@ -83,7 +86,20 @@ class FillClaimsSummary(SphinxPostTransform):
                     continue
                 records = [r for prefix in prefixes for r in _ledger(glue, prefix)]
                 rows.append((doc, _count(records)))
-            node.replace_self(_table(rows, self.env.docname, app))
+            node.replace_self(_headline(rows) if node.get("headline") else _table(rows, self.env.docname, app))
+
+
+def _headline(rows: list[tuple[str, list[int]]]) -> nodes.paragraph:
+    """"N of the paper's M claims reproduce at its setting; K do not (...)": the ``paper`` columns
+    summed over the chapters, in words."""
+    totals = [sum(c[i] for _, c in rows) for i in range(len(SUMMARY_COLUMNS))]
+    paper = {verdicts[0]: totals[i] for i, (_, kind, verdicts) in enumerate(SUMMARY_COLUMNS) if kind == "paper"}
+    checked = sum(paper.values())
+    text = f"{paper.get('holds', 0)} of the paper's {checked} claims checked at its setting reproduce (✓); "
+    text += f"{paper.get('fails', 0)} do not (✗)"
+    if paper.get("unconverged"):
+        text += f", and {paper['unconverged']} did not converge within the steps taken (⟳)"
+    return nodes.paragraph("", "", nodes.strong(text=text + "."))
 
 
 def _count(records: list[dict[str, Any]]) -> list[int]:
