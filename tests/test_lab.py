@@ -147,6 +147,7 @@ async def _execute(lab: Lab, kernel_id: str, codes: list[str]) -> list[dict[str,
                             "allow_stdin": False, "stop_on_error": True},
             }))
             out: dict[str, Any] = {"stdout": "", "errors": []}
+            idle = False
             while True:
                 raw = await asyncio.wait_for(ws.read_message(), timeout=120)
                 assert raw is not None, "the kernel's websocket closed"
@@ -160,6 +161,11 @@ async def _execute(lab: Lab, kernel_id: str, codes: list[str]) -> list[dict[str,
                     out["errors"].append("\n".join(msg["content"]["traceback"]))
                 elif kind == "execute_reply":
                     out["status"] = msg["content"]["status"]
+                elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                    idle = True
+                # the reply (shell channel) may come before the last output (iopub): the request is
+                # done when both the reply and the kernel's "idle" for it have come
+                if "status" in out and idle:
                     break
             replies.append(out)
     finally:
