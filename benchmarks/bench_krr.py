@@ -74,7 +74,7 @@ from threadpoolctl import threadpool_limits
 
 from sdlib import KernelSelfDistillation
 from sdlib.krr import _blas
-from sdlib.provenance import git_commit, provenance, write_json_atomic
+from sdlib.provenance import git_commit, provenance, recomputing_argv, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -419,15 +419,7 @@ def bench_grid(n: int, m: int, d: int, n_lam: int, n_alpha: int, steps: int, rep
 
 def _shaping(argv: Sequence[str]) -> list[str]:
     """``argv`` without the options that do not change the numbers (where to write, dirty or not)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--out":
-            skip = True
-        elif not a.startswith(("--out=", "--allow-dirty")):
-            out.append(a)
-    return out
+    return recomputing_argv(argv)
 
 
 def _blas_threads() -> int | None:

@@ -13,7 +13,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,7 +24,7 @@ from sdlib.errors import UsageError
 
 __all__ = [
     "git_commit", "package_versions", "device_description", "provenance", "file_mode", "write_bytes_atomic",
-    "write_json_atomic", "prepare_outdir", "folder_lock", "LOCK_NAME", "read_yaml",
+    "write_json_atomic", "prepare_outdir", "folder_lock", "LOCK_NAME", "read_yaml", "recomputing_argv",
 ]
 
 PACKAGES = (
@@ -218,3 +218,17 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[Path]:
             path.unlink(missing_ok=True)
         finally:
             os.close(fd)
+
+
+def recomputing_argv(argv: Sequence[str]) -> list[str]:
+    """A recorded command line without the options that do not change the numbers (``--out PATH``,
+    ``--out=PATH``, ``--allow-dirty``): the command that recomputes a committed result."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith(("--out=", "--allow-dirty")):
+            out.append(a)
+    return out

@@ -389,3 +389,12 @@ def test_a_tls_scheduler_is_reached_with_the_cluster_certificate(tmp_path: Path)
         with pytest.raises(UsageError, match="speaks TLS: give --tls-ca-file"):
             with dask_client(scheduler=lc.scheduler_address):
                 pass
+
+
+def test_recomputing_argv_drops_only_where_to_write_and_dirty() -> None:
+    """The rule the benchmarks record their command by, and the reproduce page shows it by."""
+    from sdlib.provenance import recomputing_argv
+
+    given = ["--sizes", "500", "--out", "/tmp/x.json", "--allow-dirty", "--out=/tmp/y.json", "--repeats", "2"]
+    assert recomputing_argv(given) == ["--sizes", "500", "--repeats", "2"]
+    assert given[3] == "/tmp/x.json"  # the caller's list is left as it was

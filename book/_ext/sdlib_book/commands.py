@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sdlib.provenance import recomputing_argv
+
 
 def _first_sentence(comment: str, limit: int = 160) -> str:
     """The first clause of a comment: up to the first '. ' or ': ' outside parentheses."""
@@ -95,13 +97,5 @@ def _config_comment(path: Path) -> str:
 def bench_command(command: str) -> str:
     """The command that recomputes a committed benchmark file: its recorded command without the
     options that only say where to write (``--out``) or that the tree may be dirty."""
-    tokens, out, skip = command.split(), [], False
-    for t in tokens:
-        if skip:
-            skip = False
-        elif t == "--out":
-            skip = True
-        elif not t.startswith(("--out=", "--allow-dirty")):
-            out.append(t)
-    return " ".join(out)
+    return " ".join(recomputing_argv(command.split()))
 
