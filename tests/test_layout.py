@@ -177,7 +177,7 @@ def test_modules_are_small_or_say_why(name: str) -> None:
 
 def _design_table() -> set[str]:
     text = (ROOT / "book" / "design.md").read_text(encoding="utf8")
-    return set(re.findall(r"^\| `(sdlib[A-Za-z_.]*)` \|", text, flags=re.M))
+    return set(re.findall(r"^\| `(sdlib[A-Za-z0-9_.]*)` \|", text, flags=re.M))
 
 
 def test_the_design_page_lists_every_module_and_no_other() -> None:

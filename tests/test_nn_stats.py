@@ -98,7 +98,7 @@ def test_figures_draw_a_committed_run() -> None:
     matplotlib.use("Agg")
     from pathlib import Path
 
-    from sdlib.nn.figures import comparison_figure, figure5
+    from sdlib.chapters.section5_figures import comparison_figure, figure5
 
     doc = R.largest_run(Path(__file__).resolve().parents[1] / "results" / "section5")
     assert doc is not None

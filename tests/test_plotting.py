@@ -7,6 +7,9 @@ wrong shape. Skipped where matplotlib (the ``book`` extra) is not installed.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,8 @@ from sdlib.chapters import plotting
 matplotlib = pytest.importorskip("matplotlib")  # the book extra; sdlib itself does not need it
 matplotlib.use("Agg")
 plt = pytest.importorskip("matplotlib.pyplot")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +116,28 @@ def _all_figures():  # type: ignore[no-untyped-def]
         "figure4": plotting.figure4({k: v[:, 1:] / v[:, :-1] for k, v in B.items()}),
         "alpha_tradeoff": plotting.alpha_tradeoff(np.linspace(0, 1, 5), np.ones((5, 3)), np.ones(5)),
         "gamma_sweep": plotting.gamma_sweep(np.geomspace(0.01, 100, 9), np.linspace(0, 0.7, 9), marks={"80": 80.0}),
+        **_section5_figures(),
     }
+
+
+def _section5_figures():  # type: ignore[no-untyped-def]
+    """Figure 5 and the verdict's figure of Section 5, drawn from the chapter's committed run."""
+    from sdlib.chapters.section5_figures import comparison_figure, figure5
+    from sdlib.nn import results as R
+
+    doc = json.loads((ROOT / "results" / "section5" / "fmnist_cnn_spatial_8seeds" / "results.json").read_text())
+    rows = R.paired_comparison(doc, select="val_acc", score="test_acc")
+    return {"figure5": figure5(doc), "comparison_figure": comparison_figure(rows, 0.01)}
+
+
+def test_book_style_sets_the_book_fonts_and_width() -> None:
+    with matplotlib.rc_context():
+        plotting.book_style()
+        fig = plt.figure()
+        assert fig.get_figwidth() == pytest.approx(plotting.PAGE_WIDTH)
+        assert matplotlib.rcParams["font.size"] == plotting.FONT_SIZE
+        assert matplotlib.rcParams["legend.fontsize"] >= plotting.FONT_SIZE - 1
+    assert matplotlib.rcParams["font.size"] != plotting.FONT_SIZE or plotting.FONT_SIZE == 10
 
 
 def test_figures_fit_the_page_with_readable_text() -> None:

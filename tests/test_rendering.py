@@ -17,7 +17,8 @@ And without a browser:
 
 4. No claims table cuts a statement or a criterion: no cell of a table on a chapter page, the
    landing page, the reproduction report or the errata ends in "..." or "…".
-5. No committed run was made from a modified tree: neither a ``results.json`` under ``results/`` nor
+5. No figure is wider than the page, so none is shown smaller than it was drawn, with its fonts.
+6. No committed run was made from a modified tree: neither a ``results.json`` under ``results/`` nor
    a benchmark result under ``benchmarks/results/`` has a ``git_commit`` ending in ``+dirty``, and
    the page *Reproduce every number* flags none. The two known runs of Section 5 are listed in
    :data:`KNOWN_DIRTY` as expected failures (strict): a new dirty run fails the test, and so does a
@@ -129,6 +130,35 @@ def test_no_claims_table_cuts_a_cell(built_book: Path) -> None:  # noqa: F811
                 if text.endswith(("...", "…")):
                     cut.append(f"{rel}: {text[-90:]}")
     assert not cut, f"{len(cut)} table cell(s) cut with an ellipsis:\n" + "\n".join(cut[:20])
+
+
+#: How much wider than the page a saved figure may be: matplotlib's tight bounding box can add a few
+#: hundredths of an inch of margin, not more.
+WIDTH_SLACK = 1.05
+
+
+@pytest.mark.slow
+def test_every_figure_is_shown_at_its_own_size(built_book: Path) -> None:  # noqa: F811
+    """No figure on a page is wider than the page (:data:`sdlib.chapters.plotting.PAGE_WIDTH` inches
+    at the dpi its PNG records): a wider one is scaled down with its fonts, and 10-point text on an
+    11-inch figure reads at about 8 pixels."""
+    from PIL import Image
+
+    from sdlib.chapters.plotting import PAGE_WIDTH
+
+    wide = []
+    for rel in _pages(built_book):
+        page = (built_book / rel).read_text(encoding="utf8")
+        for src in sorted(set(re.findall(r'<img[^>]+src="([^"]+\.png)"', page))):
+            path = (built_book / rel).parent / src
+            if not path.is_file():
+                continue
+            with Image.open(path) as im:
+                dpi = float(im.info.get("dpi", (100.0,))[0]) or 100.0
+                inches = im.size[0] / dpi
+            if inches > PAGE_WIDTH * WIDTH_SLACK:
+                wide.append(f"{rel}: {src.rsplit('/', 1)[-1][:12]} is {inches:.1f} in wide")
+    assert not wide, f"{len(wide)} figure(s) wider than the page ({PAGE_WIDTH} in):\n" + "\n".join(wide)
 
 
 # ------------------------------------------------------------------------------------------------

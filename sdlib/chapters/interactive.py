@@ -339,33 +339,35 @@ def hero_figure(
     ``cases`` maps a panel title to ``(paths, limit)``: ``paths`` (steps, m) the fits of
     ``tau = 1..steps`` (eq. 7), ``limit`` (m,) the limit of Theorem 4.5, drawn dashed.
     """
+    import matplotlib as mpl
     import matplotlib.pyplot as plt
 
-    from sdlib.chapters.plotting import step_colors
+    from sdlib.chapters.plotting import PAGE_WIDTH, _rc, _subplots, step_colors
 
     if not cases:
         raise ValueError("cases must name at least one panel, got cases={}")
     x = np.asarray(x, dtype=float).ravel()
     n = len(cases)
     shape: Sequence[int] = (n, 1) if stacked else (1, n)
-    size = (4.4, 2.9 * n) if stacked else (3.5 * n, 3.1)
-    fig, axes = plt.subplots(*shape, figsize=size, sharex=True, sharey=True, squeeze=False)
-    for ax, (title, (paths, limit)) in zip(axes.ravel(), cases.items(), strict=True):
-        P = np.asarray(paths, dtype=float)
-        if P.ndim != 2 or P.shape[1] != x.size:
-            raise ValueError(f"paths of {title!r} must have shape (steps, {x.size}), got {P.shape}")
-        ax.plot(x, np.asarray(truth, float).ravel(), ":", color="0.55", lw=1.2, label=r"$\sin(2\pi x)$")
-        for tau, (f, c) in enumerate(zip(P, step_colors(P.shape[0]), strict=True), start=1):
-            ax.plot(x, f, color=c, lw=1.4, label=rf"$\tau={tau}$")
-        ax.plot(x, np.asarray(limit, float).ravel(), "--", color="crimson", lw=1.4, label=r"$\tau\to\infty$")
-        ax.plot(np.ravel(X_train), np.ravel(y_train), "x", color="black", ms=6, mew=1.4)
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel(r"$x$")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(r"$f(x, \hat{\beta}^{(\tau)})$")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4 if stacked else len(labels), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.1 / (n if stacked else 1) + (0.02 if stacked else 0.04), 1, 1))
+    # At most the page's width, so that the figure is shown at its own size with its fonts.
+    size = (4.4, 2.4 * n + 0.6) if stacked else (PAGE_WIDTH, 3.0)
+    fig, axes = _subplots(*shape, figsize=size, sharex=True, sharey=True, squeeze=False, layout="constrained")
+    with mpl.rc_context(_rc()):
+        for ax, (title, (paths, limit)) in zip(axes.ravel(), cases.items(), strict=True):
+            P = np.asarray(paths, dtype=float)
+            if P.ndim != 2 or P.shape[1] != x.size:
+                raise ValueError(f"paths of {title!r} must have shape (steps, {x.size}), got {P.shape}")
+            ax.plot(x, np.asarray(truth, float).ravel(), ":", color="0.55", lw=1.2, label=r"$\sin(2\pi x)$")
+            for tau, (f, c) in enumerate(zip(P, step_colors(P.shape[0]), strict=True), start=1):
+                ax.plot(x, f, color=c, lw=1.3, label=rf"$\tau={tau}$")
+            ax.plot(x, np.asarray(limit, float).ravel(), "--", color="crimson", lw=1.3, label=r"$\tau\to\infty$")
+            ax.plot(np.ravel(X_train), np.ravel(y_train), "x", color="black", ms=5, mew=1.2)
+            ax.set_title(title)
+            ax.set_xlabel(r"$x$")
+        for ax in axes[:, 0]:
+            ax.set_ylabel(r"$f(x, \hat{\beta}^{(\tau)})$")
+        handles, labels = axes.ravel()[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=4 if stacked else len(labels), frameon=False)
     # Closed for pyplot: a notebook shows the figure where it is pasted (glue, display), not also
     # at the end of the cell that made it.
     plt.close(fig)

@@ -25,7 +25,7 @@ that its text is read at the size of the book's prose when the figure spans the 
 figure is scaled down with its fonts: three 4.6-inch panels put 7-point text at about 6 pixels).
 Labels are matplotlib mathtext. :func:`annotate_parameters` writes the parameters of a rerun that
 differ from the paper's setting onto a figure, so that no figure drawn off that setting can be
-taken for the paper's.
+taken for the paper's. :func:`book_style` gives a chapter's own figures the same fonts and width.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
-    "FONT_SIZE", "PAGE_WIDTH", "PARAMETERS_GID", "alpha_tradeoff", "annotate_parameters", "figure2",
+    "FONT_SIZE", "PAGE_WIDTH", "PARAMETERS_GID", "alpha_tradeoff", "annotate_parameters", "book_style", "figure2",
     "figure2_cases", "figure3", "figure4", "gamma_sweep", "parameter_text", "step_colors",
 ]
 
@@ -66,6 +66,16 @@ def _rc() -> dict[str, Any]:
     return {"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 0.5, "axes.labelsize": FONT_SIZE,
             "xtick.labelsize": FONT_SIZE - 0.5, "ytick.labelsize": FONT_SIZE - 0.5,
             "legend.fontsize": FONT_SIZE - 1, "legend.title_fontsize": FONT_SIZE - 1}
+
+
+def book_style() -> None:
+    """Set matplotlib's defaults (``rcParams``) to the book's figure style: fonts of
+    :data:`FONT_SIZE` points and a figure :data:`PAGE_WIDTH` inches wide, so that a chapter's own
+    figure is shown at its own size and its text reads like the prose. A chapter calls it once, after
+    its imports; a figure that asks for its own ``figsize`` should stay within :data:`PAGE_WIDTH`."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({**_rc(), "figure.figsize": (PAGE_WIDTH, PANEL[1])})
 
 
 def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:

@@ -7,9 +7,9 @@ Modules, from the parameters up: :mod:`~sdlib.nn.config` (parameters, :func:`loa
 networks: eq. 16 on validation outputs), :mod:`~sdlib.nn.plan` (the fits and what each reads),
 :mod:`~sdlib.nn.checkpoints`, :mod:`~sdlib.nn.task` (one task: train its fits, score, record,
 checkpoint), :mod:`~sdlib.nn.graph` (the scheduler, here or on a Dask cluster:
-:func:`sdlib.nn.graph.train`), :mod:`~sdlib.nn.results` (the verdict's statistics) and
-:mod:`~sdlib.nn.figures` (Figure 5).
-``config``, ``alpha_hat``, ``plan``, ``results`` and ``figures`` do not import torch, so committed
+:func:`sdlib.nn.graph.train`), :mod:`~sdlib.nn.results` (the verdict's statistics); Figure 5 is drawn by
+:mod:`sdlib.chapters.section5_figures`.
+``config``, ``alpha_hat``, ``plan`` and ``results`` do not import torch, so committed
 results can be read and drawn without it; the names below that need torch are imported on first use.
 """
 
