@@ -108,3 +108,23 @@ def test_nothing_points_outside_the_repository() -> None:
             if "NOTES.md" in line or "../shared" in line or "shared/DESIGN" in line:
                 bad.append(f"{rel}:{n}: {line.strip()[:100]}")
     assert not bad, "pointers to documents outside the repository:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("md", SOURCES, ids=IDS)
+def test_a_figure_cell_shows_only_its_figure(md: Path) -> None:
+    """A cell whose output is a captioned figure (``mystnb.figure``) ends in a statement without a
+    value: myst-nb makes a figure of each of the cell's outputs, so a trailing ``ax.set(...)`` would
+    show its return value and name the figure twice (a duplicate target, which fails the build)."""
+    import ast
+
+    nb = jupytext.read(md)
+    bad = []
+    for c in nb.cells:
+        if c.cell_type != "code" or not (c.metadata.get("mystnb") or {}).get("figure"):
+            continue
+        last = ast.parse(c.source).body[-1]
+        quiet = c.source.rstrip().endswith(";")
+        if isinstance(last, ast.Expr) and not quiet and not (
+                isinstance(last.value, ast.Call) and getattr(last.value.func, "attr", "") in {"show", "tight_layout"}):
+            bad.append(ast.unparse(last)[:60])
+    assert not bad, f"{md.name}: figure cells that also show a value (assign it to _ or end with ';'): {bad}"

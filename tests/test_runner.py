@@ -695,3 +695,52 @@ def test_figure_labels_name_the_files(metadata: dict, label: str | None) -> None
     cell = nbformat.v4.new_code_cell("fig")
     cell.metadata.update(metadata)
     assert outputs.figure_label(cell) == label
+
+
+GLUED = HEADER + """
+# A chapter that glues its figure
+
+```{code-cell} ipython3
+:tags: [parameters]
+steps = 3              # >= 1; distillation steps
+```
+
+```{code-cell} ipython3
+:tags: [remove-output]
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+fig, ax = plt.subplots(figsize=(3, 2))
+ax.plot(range(steps))
+```
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+glue("gl_fig", fig, display=False)
+glue("gl_steps", steps, display=False)
+glue("gl_half", steps / 2, display=False)
+```
+
+```{glue:figure} gl_fig
+:name: fig-glued
+
+Steps 1 to {glue:text}`gl_steps`, half of them {glue:text}`gl_half:.2f`.
+```
+"""
+
+
+def test_a_glued_figure_is_written_once_with_its_directive_s_name_and_caption(tmp_path: Path) -> None:
+    """A figure drawn in a ``remove-output`` cell and glued into a ``{glue:figure}``: one file (the
+    glued one, not also the hidden output), titled by the directive's ``:name:``, its caption holding
+    the rerun's glued values."""
+    path = tmp_path / "glued.md"
+    path.write_text(GLUED)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "-p", "steps", "5", "-o", str(out), "--no-progress"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["figures"] == ["figures/gl_fig.png"]
+    PIL = pytest.importorskip("PIL.Image")
+    image = PIL.open(out / "figures" / "gl_fig.png")
+    image.load()
+    assert image.text["Title"] == "fig-glued"
+    assert image.text["Description"] == "Steps 1 to 5, half of them 2.50."

@@ -22,7 +22,8 @@ from sdlib.chapters import claims as claims_api
 from sdlib.provenance import write_bytes_atomic
 
 __all__ = [
-    "GLUE_PREFIX", "claim_records", "extract_figures", "extract_glue", "figure_label", "notebook_claims",
+    "GLUE_PREFIX", "HIDDEN", "claim_records", "extract_figures", "extract_glue", "figure_label", "glue_figures",
+    "notebook_claims",
     "png_text", "png_with_text",
 ]
 
@@ -127,6 +128,41 @@ def figure_caption(cell: Any) -> str | None:
     return " ".join(caption.split()) if isinstance(caption, str) and caption.strip() else None
 
 
+#: A ``{glue:figure}`` directive of a Markdown cell: its key, its options, its caption.
+_GLUE_FIGURE = re.compile(r"^(`{3,}|:{3,})\{glue:figure\}\s+(?P<key>\S+)[ \t]*\n(?P<opts>(?:[ \t]*:[\w-]+:[^\n]*\n)*)"
+                          r"(?P<body>.*?)^\1[ \t]*$", re.S | re.M)
+_GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`(?P<key>[^`:]+)(?::(?P<spec>[^`]*))?`")
+#: Tags with which a cell's outputs are not shown in the book.
+HIDDEN = ("remove-output", "remove-cell")
+
+
+def _glued_text(text: str, glued: Mapping[str, Any]) -> str:
+    """``text`` with each ``{glue:text}`KEY:SPEC``` role replaced by the glued value, formatted."""
+    def value(m: re.Match[str]) -> str:
+        v, spec = glued.get(m["key"], m[0]), m["spec"] or ""
+        try:
+            return format(v, spec)
+        except (TypeError, ValueError):
+            return str(v)
+    return _GLUE_ROLE.sub(value, text)
+
+
+def glue_figures(nb: Any) -> dict[str, tuple[str | None, str | None]]:
+    """``{glue key: (name, caption)}`` of the ``{glue:figure}`` directives of a notebook's Markdown:
+    the figure's ``:name:`` and its caption on one line, with the glued values of its
+    ``{glue:text}`` roles written in."""
+    glued = extract_glue(nb)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for m in _GLUE_FIGURE.finditer(cell.source if cell.source.endswith("\n") else cell.source + "\n"):
+            name = re.search(r":name:\s*(\S+)", m["opts"])
+            caption = " ".join(_glued_text(m["body"], glued).split())
+            out[m["key"]] = (name[1] if name else None, caption or None)
+    return out
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -190,19 +226,24 @@ def extract_figures(nb: Any, folder: str | Path, *, text: Mapping[str, str] | No
 
     A figure is named after its cell's label (:func:`figure_label`: ``figure2a.png``, ``fig-2a.png``; a second image
     of the cell ``fig-2a_1.png``), a glued image after its glue key (``KEY.png``), any other image
-    after the index of its cell (``cellNNN_K.png``). Every PNG carries ``text`` (e.g. the run's
-    parameters) and its cell's label and caption as text chunks (:func:`png_with_text`).
+    after the index of its cell (``cellNNN_K.png``). An image that the book does not show (a cell
+    tagged ``remove-output`` or ``remove-cell``, not glued) is left out: a chapter that draws a
+    figure there and glues it into a ``{glue:figure}`` would otherwise give it twice. Every PNG
+    carries ``text`` (e.g. the run's parameters) and its figure's label and caption as text chunks
+    (:func:`png_with_text`); a glued figure's are those of its ``{glue:figure}`` (:func:`glue_figures`).
     """
     folder = Path(folder)
     written: list[Path] = []
     taken: set[str] = set()
+    directives = glue_figures(nb)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         label, k = figure_label(cell), 0
+        hidden = any(t in HIDDEN for t in cell.get("metadata", {}).get("tags", []))
         for output in cell.get("outputs", []):
             image = _image(output)
-            if image is None:
+            if image is None or (hidden and image[2] is None):
                 continue
             ext, raw, glued = image
             stem = glued or (f"{label}_{k}" if label and k else label) or f"cell{index:03d}_{k}"
@@ -210,7 +251,9 @@ def extract_figures(nb: Any, folder: str | Path, *, text: Mapping[str, str] | No
                 stem = f"{stem}_cell{index:03d}"
             taken.add(f"{stem}.{ext}")
             if ext == "png":
-                about = {"Title": label or glued or "", "Description": figure_caption(cell) or "", **(text or {})}
+                title, caption = directives.get(glued, (None, None)) if glued else (None, None)
+                about = {"Title": title or label or glued or "", "Description": caption or figure_caption(cell) or "",
+                         **(text or {})}
                 raw = png_with_text(raw, {key: value for key, value in about.items() if value})
             folder.mkdir(parents=True, exist_ok=True)
             written.append(write_bytes_atomic(folder / f"{stem}.{ext}", raw))
