@@ -8,6 +8,9 @@ wrong shape. Skipped where matplotlib (the ``book`` extra) is not installed.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +188,19 @@ def test_annotate_parameters_draws_the_rerun_and_leaves_the_paper_alone() -> Non
     assert text.get_window_extent().y0 > fig.axes[0].title.get_window_extent().y1  # above the title
     with pytest.raises(ValueError, match="pair"):
         plotting.annotate_parameters(fig, {"lam": 0.05})  # type: ignore[dict-item]
+
+
+def test_a_figure_of_the_library_leaves_jupyter_s_interactive_mode_on() -> None:
+    """In a kernel, the first figure a chapter draws may be the library's (its fonts set in an
+    ``rc_context``): setting up the inline backend inside it must not turn interactive mode off on
+    leaving, or the chapter's later figures are no longer shown (Section 5's second figure was not)."""
+    pytest.importorskip("matplotlib_inline")
+    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
+            "InteractiveShell.instance()  # as in a kernel: the inline backend then turns interactive on\n"
+            "import matplotlib, numpy as np\n"
+            "from sdlib.chapters import plotting\n"
+            "plotting.figure3({'(a)': np.linspace(1, 0.1, 12).reshape(2, 6)})\n"
+            "assert matplotlib.is_interactive(), 'interactive mode turned off'\n")
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

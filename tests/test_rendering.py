@@ -20,10 +20,10 @@ And without a browser:
 5. No figure is wider than the page, so none is shown smaller than it was drawn, with its fonts.
 6. No committed run was made from a modified tree: neither a ``results.json`` under ``results/`` nor
    a benchmark result under ``benchmarks/results/`` has a ``git_commit`` ending in ``+dirty``, and
-   the page *Reproduce every number* flags none. The two known runs of Section 5 are listed in
-   :data:`KNOWN_DIRTY` as expected failures (strict): a new dirty run fails the test, and so does a
-   listed run that was made clean again, until it is removed from the list (empty it when they are
-   rerun).
+   the page *Reproduce every number* flags none. A run listed in :data:`KNOWN_DIRTY` (empty: the two
+   Section 5 runs that were listed have been made again from a clean tree) is a strict expected
+   failure, so that a listed run made clean again fails until it is removed from the list.
+7. Every figure a chapter names is drawn on its page (an image inside its ``<figure>``).
 
 Screenshots of the landing page, Theorem 4.1, the NTK chapter and the reproduction report at both
 widths go to ``_build/screenshots/render-NAME-WIDTH.png``. Without Chromium the browser parts skip
@@ -42,14 +42,9 @@ import pytest
 # The book's build, server and browser fixtures (Debian's Chromium through playwright), shared.
 from test_book import ROOT, SHOTS, browser, built_book, server  # noqa: F401
 
-#: Committed runs known to be made from a modified tree (issue 18, item 5). Strict expected failures:
-#: remove an entry when its run is made again from a clean, committed tree; keep the list empty.
-KNOWN_DIRTY = {
-    "results/section5/fmnist_cnn_spatial_8seeds/results.json":
-        "Section 5 stand-in, 8 seeds (the chapter's default run): made from a modified tree",
-    "results/section5/fmnist_small_cnn_cpu/results.json":
-        "Section 5 small CPU run: made from a modified tree",
-}
+#: Committed runs known to be made from a modified tree. Strict expected failures: remove an entry
+#: when its run is made again from a clean, committed tree; keep the list empty.
+KNOWN_DIRTY: dict[str, str] = {}
 WIDTHS = (1400, 390)
 SHOT_PAGES = ("book/intro.html", "notebooks/theorem41.html", "notebooks/ntk.html", "book/reproduction.html")
 
@@ -159,6 +154,38 @@ def test_every_figure_is_shown_at_its_own_size(built_book: Path) -> None:  # noq
             if inches > PAGE_WIDTH * WIDTH_SLACK:
                 wide.append(f"{rel}: {src.rsplit('/', 1)[-1][:12]} is {inches:.1f} in wide")
     assert not wide, f"{len(wide)} figure(s) wider than the page ({PAGE_WIDTH} in):\n" + "\n".join(wide)
+
+
+def _figure_names(md: Path) -> list[str]:
+    """The names of a chapter's figures: a code cell's ``mystnb.figure.name``, a ``{glue:figure}``'s
+    ``:name:``."""
+    import jupytext
+
+    names = []
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type == "code":
+            figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+            names += [figure["name"]] if figure.get("name") else []
+        else:
+            names += re.findall(r"\{glue:figure\}[^\n]*\n(?:[ \t]*:[\w-]+:[^\n]*\n)*?[ \t]*:name:\s*(\S+)", cell.source)
+    return names
+
+
+@pytest.mark.slow
+def test_every_named_figure_is_on_its_page(built_book: Path) -> None:  # noqa: F811
+    """Each figure a chapter names is drawn on its page, as an image: a cell that draws nothing
+    (a figure the inline backend did not show) leaves a caption-less gap and no error."""
+    missing = []
+    for md in sorted((ROOT / "notebooks").glob("*.md")):
+        page = built_book / "notebooks" / f"{md.stem}.html"
+        if not page.is_file():
+            continue
+        text = page.read_text(encoding="utf8")
+        for name in _figure_names(md):
+            m = re.search(rf'<figure[^>]*id="{re.escape(name)}"[^>]*>(.*?)</figure>', text, re.S)
+            if m is None or "<img" not in m.group(1):
+                missing.append(f"{md.stem}: {name}")
+    assert not missing, "named figures without an image on their page: " + ", ".join(missing)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -84,7 +84,13 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     import matplotlib.pyplot as plt
 
     with mpl.rc_context(_rc()):
-        return plt.subplots(*args, **kwargs)
+        made = plt.subplots(*args, **kwargs)
+        # A backend set up by this first use of pyplot (Jupyter's inline one) turns interactive mode
+        # on; leaving the context would turn it off again, and the chapter's later figures would
+        # no longer be shown at the end of their cells.
+        interactive = mpl.is_interactive()
+    mpl.interactive(interactive)
+    return made
 
 
 def _fmt_value(v: Any) -> str:
