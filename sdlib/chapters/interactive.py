@@ -342,7 +342,7 @@ def hero_figure(
     import matplotlib as mpl
     import matplotlib.pyplot as plt
 
-    from sdlib.chapters.plotting import PAGE_WIDTH, _rc, _subplots, step_colors
+    from sdlib.chapters.plotting import PAGE_WIDTH, book_rc, book_subplots, step_colors
 
     if not cases:
         raise ValueError("cases must name at least one panel, got cases={}")
@@ -351,8 +351,8 @@ def hero_figure(
     shape: Sequence[int] = (n, 1) if stacked else (1, n)
     # At most the page's width, so that the figure is shown at its own size with its fonts.
     size = (4.4, 2.4 * n + 0.6) if stacked else (PAGE_WIDTH, 3.0)
-    fig, axes = _subplots(*shape, figsize=size, sharex=True, sharey=True, squeeze=False, layout="constrained")
-    with mpl.rc_context(_rc()):
+    fig, axes = book_subplots(*shape, figsize=size, sharex=True, sharey=True, squeeze=False, layout="constrained")
+    with mpl.rc_context(book_rc()):
         for ax, (title, (paths, limit)) in zip(axes.ravel(), cases.items(), strict=True):
             P = np.asarray(paths, dtype=float)
             if P.ndim != 2 or P.shape[1] != x.size:

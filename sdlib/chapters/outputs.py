@@ -251,7 +251,7 @@ def extract_figures(nb: Any, folder: str | Path, *, text: Mapping[str, str] | No
                 stem = f"{stem}_cell{index:03d}"
             taken.add(f"{stem}.{ext}")
             if ext == "png":
-                title, caption = directives.get(glued, (None, None)) if glued else (None, None)
+                title, caption = directives.get(glued, (None, None))
                 about = {"Title": title or label or glued or "", "Description": caption or figure_caption(cell) or "",
                          **(text or {})}
                 raw = png_with_text(raw, {key: value for key, value in about.items() if value})

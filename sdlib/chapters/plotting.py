@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
-    "FONT_SIZE", "PAGE_WIDTH", "PARAMETERS_GID", "alpha_tradeoff", "annotate_parameters", "book_style", "figure2",
+    "FONT_SIZE", "PAGE_WIDTH", "PARAMETERS_GID", "alpha_tradeoff", "annotate_parameters", "book_rc", "book_style",
+    "book_subplots", "figure2",
     "figure2_cases", "figure3", "figure4", "gamma_sweep", "parameter_text", "step_colors",
 ]
 
@@ -62,7 +63,8 @@ SYMBOLS = {"lam": r"$\lambda$", "gamma": r"$\gamma$", "alpha": r"$\alpha$", "alp
            "steps": "steps", "eta": r"$\eta$", "alpha_star": r"$\alpha^\star$"}
 
 
-def _rc() -> dict[str, Any]:
+def book_rc() -> dict[str, Any]:
+    """The book's font sizes as matplotlib ``rcParams`` (for an ``rc_context`` around drawing)."""
     return {"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 0.5, "axes.labelsize": FONT_SIZE,
             "xtick.labelsize": FONT_SIZE - 0.5, "ytick.labelsize": FONT_SIZE - 0.5,
             "legend.fontsize": FONT_SIZE - 1, "legend.title_fontsize": FONT_SIZE - 1}
@@ -75,15 +77,15 @@ def book_style() -> None:
     its imports; a figure that asks for its own ``figsize`` should stay within :data:`PAGE_WIDTH`."""
     import matplotlib as mpl
 
-    mpl.rcParams.update({**_rc(), "figure.figsize": (PAGE_WIDTH, PANEL[1])})
+    mpl.rcParams.update({**book_rc(), "figure.figsize": (PAGE_WIDTH, PANEL[1])})
 
 
-def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """``plt.subplots`` with the module's fonts (set on the figure's text as it is drawn)."""
+def book_subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots`` with the book's fonts (:func:`book_rc`), for the figures of the book's modules."""
     import matplotlib as mpl
     import matplotlib.pyplot as plt
 
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         made = plt.subplots(*args, **kwargs)
         # A backend set up by this first use of pyplot (Jupyter's inline one) turns interactive mode
         # on; leaving the context would turn it off again, and the chapter's later figures would
@@ -184,10 +186,10 @@ def figure2(
         raise ValueError(f"paths has {paths.shape[1]} points per step but x has {x.shape[0]}")
     with_alpha = alpha_star is not None or alpha_star_clipped is not None
     if with_alpha:
-        fig, (ax, ax_a) = _subplots(1, 2, figsize=(PAGE_WIDTH, PANEL[1]), gridspec_kw={"width_ratios": [2.2, 1]})
+        fig, (ax, ax_a) = book_subplots(1, 2, figsize=(PAGE_WIDTH, PANEL[1]), gridspec_kw={"width_ratios": [2.2, 1]})
         fig.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.9, wspace=0.3)
     else:
-        fig, ax = _subplots(figsize=PANEL)
+        fig, ax = book_subplots(figsize=PANEL)
         fig.subplots_adjust(left=0.15, right=0.97, bottom=0.16, top=0.9)
     _draw_fits(ax, x, paths, X_train, y_train, limit=limit, truth=truth, title=title)
     if with_alpha:
@@ -207,7 +209,7 @@ def _draw_fits(ax: Any, x: np.ndarray, paths: np.ndarray, X_train: ArrayLike, y_
     if limit is not None:
         ax.plot(x, np.asarray(limit, float).ravel(), "--", color="crimson", lw=1.4, label=r"$\tau\to\infty$")
     ax.plot(np.ravel(X_train), np.ravel(y_train), "x", color="black", ms=6, mew=1.4, label="training")
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         ax.set_xlabel(r"$x$")
         ax.set_ylabel(r"$f(x, \hat{\beta}^{(\tau)})$")
         ax.set_title(title)
@@ -227,7 +229,7 @@ def _draw_alpha_star(ax_a: Any, alpha_star: ArrayLike | None, alpha_star_clipped
         values = np.asarray(values, float).ravel()
         ax_a.plot(np.arange(2, values.shape[0] + 2), values, style, ms=4, label=label)
     ax_a.axhspan(0.0, 1.0, color="0.92", zorder=0)
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         ax_a.set_xlabel(r"step $\tau$")
         ax_a.set_ylabel(r"$\alpha^{\star(\tau)}$")
         ax_a.set_title(r"optimal $\alpha^{\star(\tau)}$")
@@ -265,7 +267,7 @@ def figure2_cases(
     n = len(items) + with_alpha
     rows = (n + 1) // 2
     height = ROW_HEIGHT * rows + 0.6   # 0.6 inches below the panels for the legend of the fits
-    fig, axes = _subplots(rows, 2, figsize=(PAGE_WIDTH, height), squeeze=False)
+    fig, axes = book_subplots(rows, 2, figsize=(PAGE_WIDTH, height), squeeze=False)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=1.0 / height, top=1 - 0.3 / height, wspace=0.28,
                         hspace=0.45)
     flat = list(axes.ravel())
@@ -277,7 +279,7 @@ def figure2_cases(
         ax.set_visible(False)
     # One legend for the panels of fits (they share their lines), below them: it covers no curve.
     handles, labels = flat[0].get_legend_handles_labels()
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 9), handlelength=1.5,
                    columnspacing=0.9, frameon=False)
     return fig
@@ -291,7 +293,7 @@ def _panels(mapping: Mapping[str, ArrayLike], name: str) -> tuple[Any, list[Any]
     cols = min(len(items), 3)
     rows = -(-len(items) // cols)
     width = PAGE_WIDTH if cols > 1 else PANEL[0]
-    fig, axes = _subplots(rows, cols, figsize=(width, (ROW_HEIGHT + 0.4) * rows), squeeze=False)
+    fig, axes = book_subplots(rows, cols, figsize=(width, (ROW_HEIGHT + 0.4) * rows), squeeze=False)
     # Fixed margins rather than a constrained layout: as readable, and half the drawing time.
     fig.subplots_adjust(left=0.08 if cols > 1 else 0.15, right=0.99, bottom=0.17 / rows, top=1 - 0.1 / rows,
                         wspace=0.32, hspace=0.55)
@@ -304,7 +306,7 @@ def _panels(mapping: Mapping[str, ArrayLike], name: str) -> tuple[Any, list[Any]
 def _legend(ax: Any, **kwargs: Any) -> None:
     import matplotlib as mpl
 
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         ax.legend(handlelength=1.2, columnspacing=0.6, labelspacing=0.25, borderpad=0.3, **kwargs)
 
 
@@ -339,7 +341,7 @@ def figure3(
             if lim.shape != k.shape:
                 raise ValueError(f"limits[{label!r}] has {lim.size} entries, B_diags has {k.size} per step")
             ax.plot(k, lim, "--", color="crimson", lw=1.4, label=r"$\tau\to\infty$")
-        with mpl.rc_context(_rc()):
+        with mpl.rc_context(book_rc()):
             ax.set_xlabel(r"index $k$ ($d_k$ ascending)")
             ax.set_ylabel(r"$[\mathbf{B}^{(\tau)}]_{k,k}$")
             ax.set_xticks(k[::2] if k.size > 8 else k)
@@ -365,7 +367,7 @@ def figure4(ratios: Mapping[str, ArrayLike]) -> Figure:
         k = np.arange(1, R.shape[1] + 1)
         for tau, (row, c) in enumerate(zip(R, step_colors(R.shape[0]), strict=True), start=1):
             ax.plot(k, row, "o-", ms=3, color=c, label=rf"$\tau={tau}$")
-        with mpl.rc_context(_rc()):
+        with mpl.rc_context(book_rc()):
             ax.set_xlabel(r"index $k$")
             ax.set_ylabel(r"$R_k^{(\tau)}$")
             ax.set_xticks(k[::2] if k.size > 8 else k)
@@ -396,13 +398,13 @@ def alpha_tradeoff(
     if changes.shape[0] != alphas.size or dist.size != alphas.size:
         raise ValueError(f"step_changes {changes.shape} and limit_distance {dist.shape} need one row "
                          f"per alpha ({alphas.size})")
-    fig, (ax_c, ax_l) = _subplots(1, 2, figsize=(PAGE_WIDTH, PANEL[1]))
+    fig, (ax_c, ax_l) = book_subplots(1, 2, figsize=(PAGE_WIDTH, PANEL[1]))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.9, wspace=0.32)
     colors = step_colors(changes.shape[1] + 1)[1:]
     for tau, (col, c) in enumerate(zip(changes.T, colors, strict=True), start=2):
         ax_c.plot(alphas, col, "o-", ms=3, color=c, label=rf"$\tau={tau}$")
     ax_l.plot(alphas, dist, "o-", ms=3, color="crimson")
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         ax_c.set_ylabel(r"RMS of $f^{(\tau)} - f^{(\tau-1)}$")
         ax_c.set_title("change between consecutive steps")
         ax_l.set_ylabel(r"RMS of $f^{(\infty)} - f^{(1)}$")
@@ -437,7 +439,7 @@ def gamma_sweep(
         raise ValueError(f"gammas {gammas.shape} and explained {explained.shape} must have one shape")
     if np.any(gammas <= 0):
         raise ValueError("gammas must be > 0 (log axis)")
-    fig, ax = _subplots(figsize=(PANEL[0] * 1.3, PANEL[1]))
+    fig, ax = book_subplots(figsize=(PANEL[0] * 1.3, PANEL[1]))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.16, top=0.9)
     ax.semilogx(gammas, explained, "-", color="black", lw=1.5, label="best step")
     for t in np.atleast_1d(np.asarray([] if thresholds is None else thresholds, dtype=float)):
@@ -445,7 +447,7 @@ def gamma_sweep(
     colors = itertools.cycle(("crimson", "tab:blue", "tab:green", "tab:orange"))
     for (label, g), c in zip((marks or {}).items(), colors, strict=False):
         ax.axvline(float(g), color=c, ls="--", lw=1.2, label=label)
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         ax.set_xlabel(r"kernel parameter $\gamma$ in $e^{-\gamma\|x - x'\|^2}$")
         ax.set_ylabel("share of the variance explained")
         ax.set_ylim(min(0.0, float(np.min(explained))), 1.0)

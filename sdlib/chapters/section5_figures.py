@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sdlib.chapters.plotting import PAGE_WIDTH, _rc, _subplots
+from sdlib.chapters.plotting import PAGE_WIDTH, book_rc, book_subplots
 from sdlib.nn.results import curves
 
 __all__ = ["figure5", "comparison_figure"]
@@ -40,10 +40,10 @@ def figure5(doc: dict[str, Any], title: str | None = None, *, metrics: Sequence[
         raise ValueError(f"band must be 'ci' or 'minmax', got band={band!r}")
     if not metrics:
         raise ValueError(f"metrics must name at least one metric, got metrics={list(metrics)!r}")
-    fig, axes = _subplots(1, len(metrics), figsize=(PAGE_WIDTH, 3.3), sharex=True, squeeze=False,
+    fig, axes = book_subplots(1, len(metrics), figsize=(PAGE_WIDTH, 3.3), sharex=True, squeeze=False,
                           layout="constrained")
     axes = axes[0]
-    with mpl.rc_context(_rc()):
+    with mpl.rc_context(book_rc()):
         for ax, metric in zip(axes, metrics, strict=True):
             label = _LABELS.get(metric, metric)
             cs = curves(doc, metric, level)
@@ -68,7 +68,7 @@ def figure5(doc: dict[str, Any], title: str | None = None, *, metrics: Sequence[
         what = f"{level:.0%} interval of the mean" if band == "ci" else "min to max"
         fig.suptitle(title or f"{_DATASETS.get(p['dataset'], p['dataset'])}, {p['arch']}: mean over "
                      f"{len(p['seeds'])} seeds ({what}), {p['epochs']} epochs per fit",
-                     fontsize=_rc()["axes.titlesize"])
+                     fontsize=book_rc()["axes.titlesize"])
     return fig
 
 
@@ -80,8 +80,8 @@ def comparison_figure(rows: list[dict[str, Any]], delta: float, level: float = 0
 
     if not rows:
         raise ValueError("rows must hold at least one step, got rows=[]")
-    fig, ax = _subplots(figsize=(PAGE_WIDTH * 0.85, 3.4), layout="constrained")
-    with mpl.rc_context(_rc()):
+    fig, ax = book_subplots(figsize=(PAGE_WIDTH * 0.85, 3.4), layout="constrained")
+    with mpl.rc_context(book_rc()):
         ax.axhspan(-100 * delta, 100 * delta, color="tab:green", alpha=0.12, lw=0,
                    label=rf"comparable: $\pm\delta$ = $\pm${100 * delta:g} pp")
         ax.axhline(0, color="grey", lw=0.8)
